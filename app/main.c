@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later
+ *
+ * main.c — the `tessera` program. It also runs from the build tree without
+ * being installed (that is what ./run.sh does), so it finds its settings
+ * schema and translations there when the system has none.
+ */
+#include "config.h"
+
+#include <locale.h>
+#include <stdio.h>
+
+#include <glib/gi18n.h>
+
+#include "tessera-application.h"
+
+static gboolean
+schema_installed (void)
+{
+  GSettingsSchemaSource *source = g_settings_schema_source_get_default ();
+  g_autoptr(GSettingsSchema) schema =
+    source ? g_settings_schema_source_lookup (source, APP_ID, TRUE) : NULL;
+  return schema != NULL;
+}
+
+static void
+use_build_tree_when_uninstalled (void)
+{
+  g_autofree char *compiled = g_build_filename (BUILD_DATADIR, "gschemas.compiled", NULL);
+  g_autofree char *mo = g_build_filename (LOCALEDIR, "ko", "LC_MESSAGES", GETTEXT_PACKAGE ".mo", NULL);
+
+  if (!schema_installed () && g_file_test (compiled, G_FILE_TEST_EXISTS))
+    g_setenv ("GSETTINGS_SCHEMA_DIR", BUILD_DATADIR, TRUE);
+  if (!g_file_test (mo, G_FILE_TEST_EXISTS))
+    {
+      g_autofree char *build_po = g_build_filename (BUILD_DATADIR, "..", "po", NULL);
+      if (g_file_test (build_po, G_FILE_TEST_IS_DIR))
+        bindtextdomain (GETTEXT_PACKAGE, build_po);
+    }
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_autoptr(TesseraApplication) app = NULL;
+
+  setlocale (LC_ALL, "");
+  bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+
+  use_build_tree_when_uninstalled ();
+  if (!schema_installed ())
+    {
+      fprintf (stderr, _("Tessera cannot start: its settings schema “%s” is not installed. "
+                         "Run it with ./run.sh from the source tree, or install it with "
+                         "“meson install -C build”.\n"), APP_ID);
+      return 1;
+    }
+
+  app = tessera_application_new ();
+  return g_application_run (G_APPLICATION (app), argc, argv);
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later
+ *
+ * tessera-cli — the engine without a display. Its flags and outputs are a
+ * contract (design.md): tests and scripts depend on them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tessera-cli.h"
+
+int
+cli_fail (int code, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  /* One line, always: scripts read the first line of stderr. */
+  g_strdelimit (msg, "\n", ' ');
+  fprintf (stderr, "tessera-cli: error: %s\n", msg);
+  return code;
+}
+
+gboolean
+cli_parse_int (const char *text, int min, int max, int *out)
+{
+  char *end = NULL;
+  long v;
+  if (text == NULL || *text == '\0')
+    return FALSE;
+  errno = 0;
+  v = strtol (text, &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max)
+    return FALSE;
+  *out = (int) v;
+  return TRUE;
+}
+
+static void
+print_usage (FILE *out)
+{
+  fputs ("Usage: tessera-cli COMMAND [OPTIONS…]\n"
+         "\n"
+         "Commands:\n"
+         "  grid [--hd N] [--json] (IMAGE | WxH)   how the model tiles an image at HD-N\n"
+         "\n"
+         "Every command takes --threads N.\n"
+         "Exit status: 0 success, 1 runtime error, 2 usage error.\n", out);
+}
+
+typedef struct {
+  const char *name;
+  int (*run) (int argc, char **argv);
+} Command;
+
+static const Command commands[] = {
+  { "grid", cli_grid },
+};
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  /* Numbers in our outputs are for machines: keep '.' as the decimal point. */
+  setlocale (LC_NUMERIC, "C");
+
+  if (argc < 2)
+    {
+      print_usage (stderr);
+      return CLI_EXIT_USAGE;
+    }
+  if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "help") == 0)
+    {
+      print_usage (stdout);
+      return CLI_EXIT_OK;
+    }
+  for (size_t i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      return commands[i].run (argc - 1, argv + 1);
+
+  return cli_fail (CLI_EXIT_USAGE, "unknown command '%s'; run 'tessera-cli --help' for the list",
+                   argv[1]);
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later
+ *
+ * tessera-cli.h — shared plumbing of tessera-cli's commands: the contract's
+ * exit codes and its one-line error format.
+ */
+#pragma once
+
+#include <glib.h>
+
+enum {
+  CLI_EXIT_OK = 0,
+  CLI_EXIT_RUNTIME = 1,
+  CLI_EXIT_USAGE = 2,
+};
+
+/* Prints "tessera-cli: error: …" on stderr and returns `code`. */
+int  cli_fail (int code, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* Parses a whole decimal integer in [min, max]; FALSE if it is not one. */
+gboolean cli_parse_int (const char *text, int min, int max, int *out);
+
+int  cli_grid (int argc, char **argv);
