@@ -22,20 +22,19 @@ schema_installed (void)
   return schema != NULL;
 }
 
+/* Run from the build tree (./run.sh does), the program takes its schema and
+ * translations from there; installed, it uses the system's. This must run
+ * before the first GSettings call, which caches the schema source. */
 static void
 use_build_tree_when_uninstalled (void)
 {
-  g_autofree char *compiled = g_build_filename (BUILD_DATADIR, "gschemas.compiled", NULL);
-  g_autofree char *mo = g_build_filename (LOCALEDIR, "ko", "LC_MESSAGES", GETTEXT_PACKAGE ".mo", NULL);
+  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
+  g_autofree char *build_po = g_build_filename (BUILD_ROOT, "po", NULL);
 
-  if (!schema_installed () && g_file_test (compiled, G_FILE_TEST_EXISTS))
-    g_setenv ("GSETTINGS_SCHEMA_DIR", BUILD_DATADIR, TRUE);
-  if (!g_file_test (mo, G_FILE_TEST_EXISTS))
-    {
-      g_autofree char *build_po = g_build_filename (BUILD_DATADIR, "..", "po", NULL);
-      if (g_file_test (build_po, G_FILE_TEST_IS_DIR))
-        bindtextdomain (GETTEXT_PACKAGE, build_po);
-    }
+  if (exe == NULL || !g_str_has_prefix (exe, BUILD_ROOT G_DIR_SEPARATOR_S))
+    return;
+  g_setenv ("GSETTINGS_SCHEMA_DIR", BUILD_DATADIR, TRUE);
+  bindtextdomain (GETTEXT_PACKAGE, build_po);
 }
 
 int

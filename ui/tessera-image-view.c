@@ -93,11 +93,44 @@ content_rect (TesseraImageView *self)
 }
 
 static double
+inset_size (TesseraImageView *self)
+{
+  double vw = gtk_widget_get_width (GTK_WIDGET (self));
+  double vh = gtk_widget_get_height (GTK_WIDGET (self));
+  return MIN (INSET_SIZE, MIN (vw, vh) * 0.3);
+}
+
+/* The part of the view the content is centred in. While the global-view
+ * inset shows, a strip along the right or the top edge is kept for it,
+ * whichever costs the content less room, so the inset never hides tiles
+ * when the image is fitted. */
+static graphene_rect_t
+view_area (TesseraImageView *self)
+{
+  double vw = gtk_widget_get_width (GTK_WIDGET (self));
+  double vh = gtk_widget_get_height (GTK_WIDGET (self));
+  graphene_rect_t c;
+  double strip, zoom_right, zoom_top;
+
+  if (!self->show_overlay || !self->plan_ok || self->pixbuf == NULL || inset_size (self) < 48)
+    return GRAPHENE_RECT_INIT (0, 0, vw, vh);
+
+  c = content_rect (self);
+  strip = inset_size (self) + INSET_MARGIN;
+  zoom_right = MIN ((vw - strip - 2 * FIT_MARGIN) / c.size.width, (vh - 2 * FIT_MARGIN) / c.size.height);
+  zoom_top = MIN ((vw - 2 * FIT_MARGIN) / c.size.width, (vh - strip - 2 * FIT_MARGIN) / c.size.height);
+  if (zoom_right >= zoom_top)
+    return GRAPHENE_RECT_INIT (0, 0, MAX (1, vw - strip), vh);
+  return GRAPHENE_RECT_INIT (0, strip, vw, MAX (1, vh - strip));
+}
+
+static double
 fit_zoom (TesseraImageView *self)
 {
   graphene_rect_t c = content_rect (self);
-  double vw = gtk_widget_get_width (GTK_WIDGET (self)) - 2 * FIT_MARGIN;
-  double vh = gtk_widget_get_height (GTK_WIDGET (self)) - 2 * FIT_MARGIN;
+  graphene_rect_t a = view_area (self);
+  double vw = a.size.width - 2 * FIT_MARGIN;
+  double vh = a.size.height - 2 * FIT_MARGIN;
   if (vw < 1 || vh < 1)
     return 1.0;
   return MIN (vw / c.size.width, vh / c.size.height);
@@ -109,18 +142,19 @@ static void
 clamp_offsets (TesseraImageView *self)
 {
   graphene_rect_t c = content_rect (self);
+  graphene_rect_t a = view_area (self);
   double vw = gtk_widget_get_width (GTK_WIDGET (self));
   double vh = gtk_widget_get_height (GTK_WIDGET (self));
   double cw = c.size.width * self->zoom, ch = c.size.height * self->zoom;
   double cx = c.origin.x * self->zoom, cy = c.origin.y * self->zoom;
 
-  if (cw + 2 * FIT_MARGIN <= vw)
-    self->off_x = (vw - cw) / 2 - cx;
+  if (cw + 2 * FIT_MARGIN <= a.size.width)
+    self->off_x = a.origin.x + (a.size.width - cw) / 2 - cx;
   else
     self->off_x = CLAMP (self->off_x, vw - FIT_MARGIN - cw - cx, FIT_MARGIN - cx);
 
-  if (ch + 2 * FIT_MARGIN <= vh)
-    self->off_y = (vh - ch) / 2 - cy;
+  if (ch + 2 * FIT_MARGIN <= a.size.height)
+    self->off_y = a.origin.y + (a.size.height - ch) / 2 - cy;
   else
     self->off_y = CLAMP (self->off_y, vh - FIT_MARGIN - ch - cy, FIT_MARGIN - cy);
 }
@@ -214,8 +248,14 @@ update_plan (TesseraImageView *self)
       if (tsr_hd_plan (gdk_pixbuf_get_width (self->pixbuf), gdk_pixbuf_get_height (self->pixbuf),
                        self->hd_num, &self->plan, &err) == TSR_OK)
         self->plan_ok = TRUE;
+      else if (err.status == TSR_EFORMAT)
+        self->plan_error = g_strdup_printf (_("A %d×%d image is too elongated for HD-%d: the model would "
+                                              "shrink its short side to nothing. Crop it into pieces "
+                                              "closer to square."),
+                                            gdk_pixbuf_get_width (self->pixbuf),
+                                            gdk_pixbuf_get_height (self->pixbuf), self->hd_num);
       else
-        self->plan_error = g_strdup (err.message);
+        self->plan_error = g_strdup (err.message);  /* the engine's own words */
     }
   if (self->highlight >= (self->plan_ok ? self->plan.tiles : 0))
     self->highlight = -1;
@@ -400,7 +440,7 @@ static void
 draw_inset (TesseraImageView *self, GtkSnapshot *snapshot, double vw, double vh)
 {
   const TsrHdPlan *p = &self->plan;
-  double s = MIN (INSET_SIZE, MIN (vw, vh) * 0.3);
+  double s = inset_size (self);
   double x = vw - s - INSET_MARGIN, y = INSET_MARGIN;
   graphene_rect_t img;
   PangoLayout *layout;
