@@ -42,6 +42,25 @@ check_side_limit (const char *display_name, int width, int height, GError **erro
   return TRUE;
 }
 
+/* Whether the first bytes say "image" even though no loader could read the
+ * file: then it is damaged rather than of a foreign kind, and the user
+ * should hear that. */
+static gboolean
+looks_like_image (const char *path)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  g_autoptr(GFileInputStream) in = g_file_read (file, NULL, NULL);
+  guchar head[512];
+  gsize n = 0;
+  g_autofree char *type = NULL;
+
+  if (in == NULL ||
+      !g_input_stream_read_all (G_INPUT_STREAM (in), head, sizeof head, &n, NULL, NULL) || n == 0)
+    return FALSE;
+  type = g_content_type_guess (NULL, head, n, NULL);
+  return g_str_has_prefix (type, "image/");
+}
+
 gboolean
 tessera_image_probe (const char *path, int *width, int *height, GError **error)
 {
@@ -59,9 +78,14 @@ tessera_image_probe (const char *path, int *width, int *height, GError **error)
   format = gdk_pixbuf_get_file_info (path, &w, &h);
   if (format == NULL)
     {
-      g_set_error (error, TESSERA_IMAGE_ERROR, TESSERA_IMAGE_ERROR_UNSUPPORTED,
-                   _("“%s” is not an image Tessera can read. Open a PNG, JPEG, TIFF, BMP or WebP file."),
-                   name);
+      if (looks_like_image (path))
+        g_set_error (error, TESSERA_IMAGE_ERROR, TESSERA_IMAGE_ERROR_CORRUPT,
+                     _("“%s” could not be decoded (%s). The file may be damaged or incomplete."),
+                     name, _("its header is unreadable"));
+      else
+        g_set_error (error, TESSERA_IMAGE_ERROR, TESSERA_IMAGE_ERROR_UNSUPPORTED,
+                     _("“%s” is not an image Tessera can read. Open a PNG, JPEG, TIFF, BMP or WebP file."),
+                     name);
       return FALSE;
     }
   if (!check_side_limit (name, w, h, error))
@@ -94,7 +118,18 @@ typedef struct {
   char    *name;
   GError **error;
   gboolean refused;
+  int      rows_done;   /* lowest row edge a loader reported decoded */
 } SizeCheck;
+
+/* Loaders report decoded rows as they go; a file that ends early leaves the
+ * bottom unreported, while GdkPixbuf may still hand back the pixbuf with
+ * the rest blank. */
+static void
+area_updated_cb (GdkPixbufLoader *loader, int x, int y, int width, int height, gpointer user_data)
+{
+  SizeCheck *check = user_data;
+  check->rows_done = MAX (check->rows_done, y + height);
+}
 
 static void
 size_prepared_cb (GdkPixbufLoader *loader, int width, int height, gpointer user_data)
@@ -113,12 +148,13 @@ load_stream (GInputStream *stream, const char *name, GCancellable *cancellable, 
 {
   g_autoptr(GdkPixbufLoader) loader = gdk_pixbuf_loader_new ();
   g_autoptr(GError) local = NULL;
-  SizeCheck check = { (char *) name, error, FALSE };
+  SizeCheck check = { (char *) name, error, FALSE, 0 };
   g_autofree guint8 *buf = g_malloc (256 * 1024);
   GdkPixbuf *pixbuf;
   gboolean ok = TRUE;
 
   g_signal_connect (loader, "size-prepared", G_CALLBACK (size_prepared_cb), &check);
+  g_signal_connect (loader, "area-updated", G_CALLBACK (area_updated_cb), &check);
 
   for (;;)
     {
@@ -166,8 +202,14 @@ load_stream (GInputStream *stream, const char *name, GCancellable *cancellable, 
                    _("“%s” holds no picture. The file may be damaged or incomplete."), name);
       return NULL;
     }
-  /* A truncated file can still yield a pixbuf; GdkPixbuf reports that
-   * through close(), which we checked above. */
+  if (check.rows_done > 0 && check.rows_done < gdk_pixbuf_get_height (pixbuf))
+    {
+      g_set_error (error, TESSERA_IMAGE_ERROR, TESSERA_IMAGE_ERROR_CORRUPT,
+                   _("“%s” ends early: only %d of its %d rows could be read. "
+                     "The file may be damaged or incomplete."),
+                   name, check.rows_done, gdk_pixbuf_get_height (pixbuf));
+      return NULL;
+    }
   return gdk_pixbuf_apply_embedded_orientation (pixbuf);
 }
 

@@ -278,6 +278,104 @@ test_bad_files_keep_the_image (void)
   gtk_window_destroy (GTK_WINDOW (win));
 }
 
+typedef struct {
+  TesseraImageView *view;
+  int width;
+} WantWidth;
+
+static gboolean
+shows_width (gpointer data)
+{
+  WantWidth *w = data;
+  GdkPixbuf *p = tessera_image_view_get_pixbuf (w->view);
+  return p != NULL && gdk_pixbuf_get_width (p) == w->width;
+}
+
+static gboolean
+has_error (gpointer data)
+{
+  return tessera_window_get_last_error (TESSERA_WINDOW (data)) != NULL;
+}
+
+/* Ctrl+V with a screenshot on the clipboard: the commonest way in. */
+static void
+test_paste (void)
+{
+  TesseraWindow *win = open_sample_window ();
+  GdkClipboard *clipboard = gtk_widget_get_clipboard (GTK_WIDGET (win));
+  g_autoptr(GdkPixbuf) shot = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 1366, 768);
+  g_autoptr(GdkTexture) texture = NULL;
+  WantWidth want = { tessera_window_get_image_view (win), 1366 };
+  Expected e = expected_for (1366, 768, 25);
+
+  gdk_pixbuf_fill (shot, 0x3366ccff);
+  texture = gdk_texture_new_for_pixbuf (shot);
+  gdk_clipboard_set_texture (clipboard, texture);
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.hd-num", "i", 25);
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.paste", NULL);
+  spin_until (shows_width, &want, 30000);
+  spin_until (loaded, win, 30000);
+  g_assert_cmpint (gdk_pixbuf_get_height (tessera_image_view_get_pixbuf (want.view)), ==, 768);
+  check_plan (want.view, e);
+
+  /* Text is not an image: the user hears so, and the image stays. */
+  gdk_clipboard_set_text (clipboard, "not an image");
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.paste", NULL);
+  spin_until (has_error, win, 10000);
+  g_assert_nonnull (strstr (tessera_window_get_last_error (win), "clipboard"));
+  g_assert_true (shows_width (&want));
+  gtk_window_destroy (GTK_WINDOW (win));
+}
+
+typedef struct {
+  gint64 last;
+  gint64 worst;
+} Ticks;
+
+static gboolean
+tick_cb (gpointer data)
+{
+  Ticks *t = data;
+  gint64 now = g_get_monotonic_time ();
+  t->worst = MAX (t->worst, now - t->last);
+  t->last = now;
+  return G_SOURCE_CONTINUE;
+}
+
+/* A 12000×9000 scan decodes on a worker thread: the main loop keeps
+ * turning while it does. */
+static void
+test_big_scan_stays_responsive (void)
+{
+  TesseraWindow *win = open_sample_window ();
+  g_autofree char *dir = g_dir_make_tmp ("tessera-ui-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "scan.jpg", NULL);
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  g_autoptr(GdkPixbuf) scan = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 12000, 9000);
+  WantWidth want = { tessera_window_get_image_view (win), 12000 };
+  Ticks ticks = { 0, 0 };
+  gint64 start;
+  guint source;
+
+  gdk_pixbuf_fill (scan, 0xf4f1e8ff);
+  g_assert_true (gdk_pixbuf_save (scan, path, "jpeg", NULL, "quality", "80", NULL));
+  g_clear_object (&scan);
+
+  ticks.last = start = g_get_monotonic_time ();
+  source = g_timeout_add (10, tick_cb, &ticks);
+  tessera_window_open_file (win, file);
+  spin_until (loaded, win, 120000);
+  g_source_remove (source);
+  g_test_message ("12000×9000 JPEG decoded in %.0f ms; longest main-loop stall %.0f ms",
+                  (g_get_monotonic_time () - start) / 1000.0, ticks.worst / 1000.0);
+  g_assert_true (shows_width (&want));
+  g_assert_cmpint (ticks.worst, <, 500 * 1000);
+
+  g_unlink (path);
+  g_rmdir (dir);
+  gtk_window_destroy (GTK_WINDOW (win));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -299,5 +397,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/open-and-switch-hd", test_open_and_switch);
   g_test_add_func ("/ui/overlay-drawn-and-hidden", test_overlay_drawn_and_hidden);
   g_test_add_func ("/ui/bad-files-keep-the-image", test_bad_files_keep_the_image);
+  g_test_add_func ("/ui/paste", test_paste);
+  g_test_add_func ("/ui/big-scan-stays-responsive", test_big_scan_stays_responsive);
   return g_test_run ();
 }

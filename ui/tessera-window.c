@@ -27,7 +27,7 @@ struct _TesseraWindow
   GtkLabel         *loading_label;
   TesseraImageView *image_view;
   GtkLabel         *status_label;
-  GtkWidget        *zoom_box;
+  GtkWidget        *status_bar;
   GtkButton        *zoom_label_button;
 
   GSettings        *settings;
@@ -75,7 +75,7 @@ update_status (TesseraWindow *self)
                          p->resized_w, p->resized_h, p->padded_w, p->padded_h);
       gtk_label_set_text (self->status_label, text);
     }
-  gtk_widget_set_sensitive (self->zoom_box, pixbuf != NULL);
+  gtk_widget_set_visible (self->status_bar, pixbuf != NULL);
 }
 
 static void
@@ -476,7 +476,7 @@ tessera_window_class_init (TesseraWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, loading_label);
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, image_view);
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, status_label);
-  gtk_widget_class_bind_template_child (widget_class, TesseraWindow, zoom_box);
+  gtk_widget_class_bind_template_child (widget_class, TesseraWindow, status_bar);
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, zoom_label_button);
 
   gtk_widget_class_install_action (widget_class, "win.open", NULL, open_action);
