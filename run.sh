@@ -35,7 +35,7 @@ ensure_packages() {
     say "run.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    apt-get install -y -q "${missing[@]}" >&2
   else
     say "run.sh: these Debian packages are missing. Install them, then run this again:"
     say "  sudo apt-get install ${missing[*]}"

@@ -216,6 +216,50 @@ test_open_and_switch (void)
       check_status (win, e, hd);
     }
 
+  /* The spin button in the budget popover reaches every value 1–100. */
+  {
+    GtkSpinButton *spin = GTK_SPIN_BUTTON (gtk_widget_get_template_child (GTK_WIDGET (win),
+                                                                          TESSERA_TYPE_WINDOW, "hd_spin"));
+    Expected e = expected_for (w, h, 40);
+    g_assert_nonnull (spin);
+    gtk_spin_button_set_value (spin, 40);
+    settle ();
+    g_assert_cmpint (tessera_image_view_get_hd_num (view), ==, 40);
+    check_plan (view, e);
+    check_status (win, e, 40);
+  }
+
+  gtk_window_destroy (GTK_WINDOW (win));
+}
+
+static void
+test_zoom (void)
+{
+  TesseraWindow *win = open_sample_window ();
+  TesseraImageView *view = tessera_window_get_image_view (win);
+  double fit;
+
+  g_assert_true (tessera_image_view_get_fit (view));
+  fit = tessera_image_view_get_zoom (view);
+  /* A 3508-pixel page fitted into a 1200-pixel window is shown reduced. */
+  g_assert_cmpfloat (fit, <, 0.5);
+
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.zoom-actual", NULL);
+  g_assert_cmpfloat_with_epsilon (tessera_image_view_get_zoom (view), 1.0, 1e-9);
+  g_assert_false (tessera_image_view_get_fit (view));
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.zoom-in", NULL);
+  g_assert_cmpfloat_with_epsilon (tessera_image_view_get_zoom (view), 1.25, 1e-9);
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.zoom-out", NULL);
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.zoom-out", NULL);
+  g_assert_cmpfloat_with_epsilon (tessera_image_view_get_zoom (view), 0.8, 1e-9);
+  for (int i = 0; i < 40; i++)
+    gtk_widget_activate_action (GTK_WIDGET (win), "win.zoom-in", NULL);
+  g_assert_cmpfloat (tessera_image_view_get_zoom (view), <=, 32.0);
+  settle ();  /* draws the sharp-pixel path */
+
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.zoom-fit", NULL);
+  g_assert_true (tessera_image_view_get_fit (view));
+  g_assert_cmpfloat_with_epsilon (tessera_image_view_get_zoom (view), fit, 1e-9);
   gtk_window_destroy (GTK_WINDOW (win));
 }
 
@@ -395,6 +439,7 @@ main (int argc, char **argv)
   g_assert_nonnull (fixture);
 
   g_test_add_func ("/ui/open-and-switch-hd", test_open_and_switch);
+  g_test_add_func ("/ui/zoom", test_zoom);
   g_test_add_func ("/ui/overlay-drawn-and-hidden", test_overlay_drawn_and_hidden);
   g_test_add_func ("/ui/bad-files-keep-the-image", test_bad_files_keep_the_image);
   g_test_add_func ("/ui/paste", test_paste);
