@@ -420,6 +420,26 @@ test_big_scan_stays_responsive (void)
   gtk_window_destroy (GTK_WINDOW (win));
 }
 
+/* Zoomed out, the view draws from a halved copy with at least one pixel
+ * per screen pixel, never from a smaller one. */
+static void
+test_picture_levels (void)
+{
+  g_autoptr(GdkPixbuf) p = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 4000, 1000);
+  g_autoptr(TesseraPicture) pic = NULL;
+  const struct { double zoom; int width; } cases[] = {
+    { 4.0, 4000 }, { 1.0, 4000 }, { 0.6, 4000 }, { 0.5, 2000 }, { 0.3, 2000 },
+    { 0.25, 1000 }, { 0.2, 1000 }, { 0.1, 500 }, { 0.01, 500 },
+  };
+
+  gdk_pixbuf_fill (p, 0xffffffff);
+  pic = tessera_picture_new (p);
+  g_assert_true (tessera_picture_get_pixbuf (pic) == p);
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    g_assert_cmpint (gdk_texture_get_width (tessera_picture_get_texture (pic, cases[i].zoom)), ==,
+                     cases[i].width);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -440,6 +460,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/ui/open-and-switch-hd", test_open_and_switch);
   g_test_add_func ("/ui/zoom", test_zoom);
+  g_test_add_func ("/ui/picture-levels", test_picture_levels);
   g_test_add_func ("/ui/overlay-drawn-and-hidden", test_overlay_drawn_and_hidden);
   g_test_add_func ("/ui/bad-files-keep-the-image", test_bad_files_keep_the_image);
   g_test_add_func ("/ui/paste", test_paste);

@@ -16,6 +16,7 @@
 #include <glib/gi18n.h>
 
 #include "tessera-image-view.h"
+#include "tessera-picture.h"
 
 #define ZOOM_MIN  0.02
 #define ZOOM_MAX  32.0
@@ -30,8 +31,8 @@ struct _TesseraImageView
 {
   GtkWidget   parent_instance;
 
-  GdkPixbuf  *pixbuf;
-  GdkTexture *texture;
+  TesseraPicture *picture;
+  GdkPixbuf  *pixbuf;    /* the picture's full-resolution pixels */
   int         hd_num;
   gboolean    show_overlay;
   int         highlight;
@@ -455,7 +456,9 @@ draw_inset (TesseraImageView *self, GtkSnapshot *snapshot, double vw, double vh)
   gtk_snapshot_append_color (snapshot, &white, &GRAPHENE_RECT_INIT (x, y, s, s));
   img = GRAPHENE_RECT_INIT (x + s * p->pad_x / p->padded_w, y + s * p->pad_y / p->padded_h,
                             s * p->resized_w / p->padded_w, s * p->resized_h / p->padded_h);
-  gtk_snapshot_append_texture (snapshot, self->texture, &img);
+  gtk_snapshot_append_texture (snapshot,
+                               tessera_picture_get_texture (self->picture, img.size.width / p->width),
+                               &img);
 
   cr = gtk_snapshot_append_cairo (snapshot, &GRAPHENE_RECT_INIT (x, y, s, s));
   layout = pango_cairo_create_layout (cr);
@@ -478,7 +481,7 @@ tessera_image_view_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
   gboolean overlay = self->show_overlay && self->plan_ok;
   int w, h;
 
-  if (self->texture == NULL)
+  if (self->picture == NULL)
     return;
   w = gdk_pixbuf_get_width (self->pixbuf);
   h = gdk_pixbuf_get_height (self->pixbuf);
@@ -499,7 +502,7 @@ tessera_image_view_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
   if (self->zoom >= ZOOM_NEAREST)
     draw_nearest (self, snapshot, vw, vh);
   else
-    gtk_snapshot_append_texture (snapshot, self->texture,
+    gtk_snapshot_append_texture (snapshot, tessera_picture_get_texture (self->picture, self->zoom),
                                  &GRAPHENE_RECT_INIT (self->off_x, self->off_y,
                                                       w * self->zoom, h * self->zoom));
 
@@ -657,16 +660,17 @@ tessera_image_view_new (void)
 }
 
 void
-tessera_image_view_set_pixbuf (TesseraImageView *self, GdkPixbuf *pixbuf)
+tessera_image_view_set_picture (TesseraImageView *self, TesseraPicture *picture)
 {
   g_return_if_fail (TESSERA_IS_IMAGE_VIEW (self));
 
-  if (pixbuf == self->pixbuf)
+  if (picture == self->picture)
     return;
-  g_set_object (&self->pixbuf, pixbuf);
-  g_clear_object (&self->texture);
-  if (pixbuf != NULL)
-    self->texture = gdk_texture_new_for_pixbuf (pixbuf);
+  if (picture != NULL)
+    tessera_picture_ref (picture);
+  g_clear_pointer (&self->picture, tessera_picture_unref);
+  self->picture = picture;
+  self->pixbuf = picture != NULL ? tessera_picture_get_pixbuf (picture) : NULL;
   self->highlight = -1;
   self->zoom = 1.0;
   self->off_x = self->off_y = 0;
@@ -674,6 +678,16 @@ tessera_image_view_set_pixbuf (TesseraImageView *self, GdkPixbuf *pixbuf)
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_FIT]);
   update_plan (self);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ZOOM]);
+}
+
+void
+tessera_image_view_set_pixbuf (TesseraImageView *self, GdkPixbuf *pixbuf)
+{
+  g_autoptr(TesseraPicture) picture = NULL;
+  g_return_if_fail (TESSERA_IS_IMAGE_VIEW (self));
+  if (pixbuf != NULL)
+    picture = tessera_picture_new (pixbuf);
+  tessera_image_view_set_picture (self, picture);
 }
 
 GdkPixbuf *
@@ -836,8 +850,8 @@ static void
 tessera_image_view_finalize (GObject *object)
 {
   TesseraImageView *self = TESSERA_IMAGE_VIEW (object);
-  g_clear_object (&self->texture);
-  g_clear_object (&self->pixbuf);
+  g_clear_pointer (&self->picture, tessera_picture_unref);
+  self->pixbuf = NULL;
   g_clear_pointer (&self->plan_error, g_free);
   G_OBJECT_CLASS (tessera_image_view_parent_class)->finalize (object);
 }

@@ -8,6 +8,7 @@
 #include <gtk/gtk.h>
 
 #include "tessera-engine.h"
+#include "tessera-picture.h"
 
 G_BEGIN_DECLS
 
@@ -16,8 +17,10 @@ G_DECLARE_FINAL_TYPE (TesseraImageView, tessera_image_view, TESSERA, IMAGE_VIEW,
 
 GtkWidget       *tessera_image_view_new              (void);
 
-/* The pixbuf is kept for full-resolution pixels when zoomed in; the view
- * makes its own texture from it without copying the pixels. */
+/* What to show; NULL shows nothing. */
+void             tessera_image_view_set_picture      (TesseraImageView *self,
+                                                      TesseraPicture   *picture);
+/* The same from bare pixels; builds the zoom levels on the calling thread. */
 void             tessera_image_view_set_pixbuf       (TesseraImageView *self,
                                                       GdkPixbuf        *pixbuf);
 GdkPixbuf       *tessera_image_view_get_pixbuf       (TesseraImageView *self);

@@ -132,7 +132,12 @@ load_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   if (pixbuf == NULL)
     g_task_return_error (task, error);
   else
-    g_task_return_pointer (task, pixbuf, g_object_unref);
+    {
+      /* The zoom levels of a big scan take a while: build them here too. */
+      TesseraPicture *picture = tessera_picture_new (pixbuf);
+      g_object_unref (pixbuf);
+      g_task_return_pointer (task, picture, (GDestroyNotify) tessera_picture_unref);
+    }
 }
 
 static void
@@ -158,7 +163,8 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   TesseraWindow *self = TESSERA_WINDOW (source);
   g_autofree char *name = user_data;
   g_autoptr(GError) error = NULL;
-  g_autoptr(GdkPixbuf) pixbuf = g_task_propagate_pointer (G_TASK (result), &error);
+  g_autoptr(TesseraPicture) picture = g_task_propagate_pointer (G_TASK (result), &error);
+  GdkPixbuf *pixbuf = picture ? tessera_picture_get_pixbuf (picture) : NULL;
 
   /* A newer load replaced this one: its result is not wanted. */
   if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) &&
@@ -178,7 +184,7 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
 
-  tessera_image_view_set_pixbuf (self->image_view, pixbuf);
+  tessera_image_view_set_picture (self->image_view, picture);
   adw_window_title_set_subtitle (self->window_title, name);
   {
     g_autofree char *sub = g_strdup_printf ("%d × %d", gdk_pixbuf_get_width (pixbuf),
