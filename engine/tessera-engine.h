@@ -52,6 +52,20 @@ const char *tsr_status_name (TsrStatus status);
 /* Clears an error to TSR_OK with an empty message. NULL is allowed. */
 void        tsr_error_clear (TsrError *err);
 
+/* ==== Element types ===================================================== *
+ *
+ * The values are ggml's type ids, so they can be written to and read from
+ * GGUF files as they are. Q8_0 and Q4_0 use ggml's block layouts: 32
+ * values a block, one f16 scale each (34 and 18 bytes a block).
+ */
+typedef enum {
+  TSR_DTYPE_F32  = 0,
+  TSR_DTYPE_F16  = 1,
+  TSR_DTYPE_Q4_0 = 2,
+  TSR_DTYPE_Q8_0 = 8,
+  TSR_DTYPE_BF16 = 30,
+} TsrDType;
+
 /* ==== The dynamic-resolution planner (HD_transform) ==================== *
  *
  * For an image of width×height pixels and a budget of hd_num tiles, the
