@@ -19,6 +19,7 @@ PACKAGES=(
   gettext desktop-file-utils appstream
   python3 xvfb xauth
   fonts-dejavu-core librsvg2-common webp-pixbuf-loader
+  clang-14 libclang-rt-14-dev
 )
 
 say() { printf '%s\n' "$*" >&2; }

@@ -12,6 +12,7 @@
 #include <glib/gi18n.h>
 
 #include "tessera-application.h"
+#include "tessera-blas-setup.h"
 
 static gboolean
 schema_installed (void)
@@ -42,6 +43,7 @@ main (int argc, char *argv[])
 {
   g_autoptr(TesseraApplication) app = NULL;
 
+  tessera_blas_setup (argv);
   setlocale (LC_ALL, "");
   bindtextdomain (GETTEXT_PACKAGE, LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tessera-blas-setup.h"
 #include "tessera-cli.h"
 
 int
@@ -50,6 +51,9 @@ print_usage (FILE *out)
          "\n"
          "Commands:\n"
          "  grid [--hd N] [--json] (IMAGE | WxH)   how the model tiles an image at HD-N\n"
+         "  info MODEL.gguf                        what a model file holds; exit 1 if Tessera cannot run it\n"
+         "  preprocess [--hd N] IMAGE --out DIR    the model's input tensors: DIR/global.npy, DIR/hd.npy\n"
+         "  bench MODE …                           timings; modes: kernels, preprocess\n"
          "\n"
          "Every command takes --threads N.\n"
          "Exit status: 0 success, 1 runtime error, 2 usage error.\n", out);
@@ -62,11 +66,15 @@ typedef struct {
 
 static const Command commands[] = {
   { "grid", cli_grid },
+  { "info", cli_info },
+  { "preprocess", cli_preprocess },
+  { "bench", cli_bench },
 };
 
 int
 main (int argc, char **argv)
 {
+  tessera_blas_setup (argv);
   setlocale (LC_ALL, "");
   /* Numbers in our outputs are for machines: keep '.' as the decimal point. */
   setlocale (LC_NUMERIC, "C");

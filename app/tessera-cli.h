@@ -20,3 +20,7 @@ int  cli_fail (int code, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 gboolean cli_parse_int (const char *text, int min, int max, int *out);
 
 int  cli_grid (int argc, char **argv);
+int  cli_info (int argc, char **argv);
+int  cli_preprocess (int argc, char **argv);
+int  cli_bench (int argc, char **argv);
+int  cli_bench_kernels (int argc, char **argv);

@@ -40,4 +40,12 @@ GdkPixbuf *tessera_image_load_bytes (GBytes        *bytes,
                                      GCancellable  *cancellable,
                                      GError       **error);
 
+/* The pixbuf's pixels as tightly packed 8-bit RGB (stride 3·width), the way
+ * the reference's Image.convert('RGB') reads the file: alpha is dropped,
+ * not composited over any background. Free with g_free(). Fails with
+ * TESSERA_IMAGE_ERROR_TOO_LARGE if the copy cannot be allocated. */
+guint8    *tessera_image_to_rgb8 (GdkPixbuf     *pixbuf,
+                                  gsize         *size,
+                                  GError       **error);
+
 G_END_DECLS

@@ -22,6 +22,7 @@
 #define TESSERA_ENGINE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -140,6 +141,458 @@ TsrRect   tsr_hd_tile_crop (const TsrHdPlan *plan, int index);
 /* Maps a canvas point to original-image coordinates (unclipped). */
 void      tsr_hd_canvas_to_image (const TsrHdPlan *plan, double cx, double cy,
                                   double *ix, double *iy);
+
+/* ==== Element types: sizes, conversions, quantisation ================== *
+ *
+ * Facts about the TsrDType values above, and the scalar reference code for
+ * them. Later SIMD kernels are twins of these: quantising must give the
+ * same bytes, dequantising the same floats.
+ *
+ * Block layouts are ggml's, so GGUF files interoperate (tsr-dtype.h has the
+ * structs):
+ *   q8_0  34 bytes per 32 values: f16 scale d, then 32 int8 quants q;
+ *         x ≈ d·q. d = amax/127 (amax = largest |x|), q = roundf(x·(1/d)),
+ *         halves rounded away from zero.
+ *   q4_0  18 bytes per 32 values: f16 scale d, then 16 bytes; byte j holds
+ *         value j in its low nibble and value j+16 in its high nibble;
+ *         x ≈ d·(q − 8). d = m/−8 where m is the value of largest magnitude
+ *         with its sign (the first such on ties), q = min(15, trunc(x·(1/d)
+ *         + 8.5)). So m itself is exact and −m comes out as −7/8·m.
+ *   The scale is computed and applied in f32; only the stored copy is
+ *   rounded to f16 (round to nearest even).
+ * f16 is IEEE binary16 (round to nearest even, subnormals kept, NaN stays
+ * NaN); bf16 is the top half of an f32, rounded to nearest even as PyTorch
+ * does, every NaN becoming 0x7fc0.
+ *
+ * All functions here are pure and thread-safe.
+ */
+#include <stdint.h>
+
+#define TSR_QK 32   /* values per q8_0 or q4_0 block */
+
+/* 1 if `type` (a ggml type id) is one of the TsrDType values. */
+int         tsr_dtype_is_valid (int type);
+/* "f32", "f16", "bf16", "q8_0", "q4_0"; NULL for other values. */
+const char *tsr_dtype_name (TsrDType type);
+/* The type called `name` (as above) in *type: 1, or 0 if there is none. */
+int         tsr_dtype_from_name (const char *name, TsrDType *type);
+/* Values per block: 1, or TSR_QK for q8_0/q4_0; 0 for an unknown type. */
+size_t      tsr_dtype_block_values (TsrDType type);
+/* Bytes per block: 4, 2, 2, 34, 18; 0 for an unknown type. */
+size_t      tsr_dtype_block_bytes (TsrDType type);
+/* Bytes taken by n values. TSR_EINVAL for an unknown type or an n that is
+ * not a multiple of the block; TSR_ETOOLARGE past 2^64 bytes. */
+TsrStatus   tsr_dtype_row_bytes (TsrDType type, uint64_t n, uint64_t *bytes, TsrError *err);
+
+uint16_t    tsr_f32_to_f16 (float x);
+float       tsr_f16_to_f32 (uint16_t h);
+uint16_t    tsr_f32_to_bf16 (float x);
+float       tsr_bf16_to_f32 (uint16_t h);
+
+/* The scalar block kernels; n must be a multiple of TSR_QK. Input that is
+ * not finite gives defined but meaningless blocks (use tsr_quantize_row
+ * to have it refused). dst/src may have any alignment. */
+void        tsr_quantize_row_q8_0 (const float *x, void *dst, size_t n);
+void        tsr_quantize_row_q4_0 (const float *x, void *dst, size_t n);
+void        tsr_dequantize_row_q8_0 (const void *src, float *y, size_t n);
+void        tsr_dequantize_row_q4_0 (const void *src, float *y, size_t n);
+
+/* n f32 values → `type` in dst (tsr_dtype_row_bytes bytes). TSR_EINVAL if
+ * n does not fit the block, if a value is NaN or infinite, or if a value
+ * (f16, bf16) or a block scale (q8_0, q4_0) falls outside f16/bf16 range;
+ * the message names the value or block. */
+TsrStatus   tsr_quantize_row (TsrDType type, const float *x, void *dst, size_t n, TsrError *err);
+/* n values of `type` at src → f32. TSR_EINVAL for a bad type or count. */
+TsrStatus   tsr_dequantize_row (TsrDType type, const void *src, float *y, size_t n, TsrError *err);
+
+/* ==== The model file: GGUF ============================================= *
+ *
+ * Tessera keeps a model in one GGUF file (version 3; version 2 files read
+ * too). DESIGN.md lists the tensor names and metadata keys Tessera writes.
+ * Convention: a tensor's ne[0] is its fastest-varying dimension, so a
+ * PyTorch Linear weight [out, in] is stored with ne = {in, out}.
+ *
+ * Reading. tsr_gguf_open maps the file read-only and checks all of its
+ * structure before returning: every count, length, offset and size against
+ * the file, dimension products without overflow, general.alignment (32
+ * unless stated; a power of two), tensors inside the data section, at
+ * aligned offsets, not overlapping, of a TsrDType. Anything wrong gives
+ * TSR_EFORMAT and a message with the byte offset; an unreadable file gives
+ * TSR_EIO. Afterwards nothing needs checking again: every pointer handed
+ * out stays valid and in bounds until tsr_gguf_close. Tensor data is
+ * aligned to general.alignment within the file, and the mapping starts on
+ * a page, so in memory too (for alignments up to the page size).
+ * A TsrGguf is immutable and may be read from many threads at once.
+ *
+ * Writing. A TsrGgufWriter collects the metadata and the tensor list
+ * (names, types, shapes: everything but the data), then
+ * tsr_gguf_writer_open writes the whole header to PATH.part, and the data
+ * follows tensor by tensor, in the order the tensors were added, so a
+ * converter never holds more than one tensor. The writer checks each
+ * tensor's byte count and pads between tensors. tsr_gguf_writer_finish
+ * syncs the file and renames it to PATH; any failure (a full disk
+ * included: TSR_EIO) removes the partial file, and so does freeing an
+ * unfinished writer. One thread at a time per writer.
+ */
+
+#define TSR_GGUF_DEFAULT_ALIGNMENT 32
+#define TSR_GGUF_MAX_DIMS          4
+#define TSR_GGUF_NAME_MAX          63   /* bytes in a tensor name (ggml's limit) */
+
+/* Metadata value types, with GGUF's numbering. */
+typedef enum {
+  TSR_GGUF_U8 = 0, TSR_GGUF_I8 = 1, TSR_GGUF_U16 = 2, TSR_GGUF_I16 = 3,
+  TSR_GGUF_U32 = 4, TSR_GGUF_I32 = 5, TSR_GGUF_F32 = 6,
+  TSR_GGUF_BOOL = 7,        /* one byte, 0 or 1 */
+  TSR_GGUF_STRING = 8,      /* u64 length + UTF-8 bytes, no terminator */
+  TSR_GGUF_ARRAY = 9,       /* element type, u64 count, elements (arrays of
+                             * arrays are refused) */
+  TSR_GGUF_U64 = 10, TSR_GGUF_I64 = 11, TSR_GGUF_F64 = 12,
+} TsrGgufType;
+
+/* A string inside the mapped file: not NUL-terminated, and it may contain
+ * NUL bytes (the InternLM2 vocabulary has a piece that is one NUL). */
+typedef struct {
+  const char *ptr;
+  uint64_t    len;
+} TsrGgufStr;
+
+typedef struct {
+  const char        *key;         /* NUL-terminated */
+  TsrGgufType        type;
+  TsrGgufType        array_type;  /* element type when type is TSR_GGUF_ARRAY */
+  uint64_t           n;           /* element count; 1 for a single value */
+  const void        *data;        /* the (first) value's little-endian bytes in
+                                   * the file; not aligned */
+  const TsrGgufStr  *strs;        /* for strings and arrays of strings: all n */
+  uint64_t           offset;      /* where the entry starts in the file */
+} TsrGgufKV;
+
+typedef struct {
+  const char *name;               /* NUL-terminated, ≤ TSR_GGUF_NAME_MAX bytes */
+  TsrDType    type;
+  uint32_t    n_dims;             /* 0 … TSR_GGUF_MAX_DIMS */
+  int64_t     ne[TSR_GGUF_MAX_DIMS]; /* ne[0] fastest; unused dimensions are 1 */
+  uint64_t    n_elements;
+  uint64_t    offset;             /* of the data, from the start of the file */
+  uint64_t    size;               /* bytes */
+  const void *data;               /* in the mapping */
+} TsrGgufTensor;
+
+typedef struct TsrGguf TsrGguf;
+
+/* Opens and checks a GGUF file; *out is NULL on failure. */
+TsrStatus   tsr_gguf_open (const char *path, TsrGguf **out, TsrError *err);
+/* The same over caller memory, which must outlive the TsrGguf (fuzzing,
+ * embedded files). Messages call it "(memory)". */
+TsrStatus   tsr_gguf_open_memory (const void *data, size_t size, TsrGguf **out, TsrError *err);
+void        tsr_gguf_close (TsrGguf *gguf);
+
+const char *tsr_gguf_path (const TsrGguf *gguf);
+uint32_t    tsr_gguf_version (const TsrGguf *gguf);
+uint32_t    tsr_gguf_alignment (const TsrGguf *gguf);
+uint64_t    tsr_gguf_size (const TsrGguf *gguf);          /* file bytes */
+uint64_t    tsr_gguf_data_offset (const TsrGguf *gguf);   /* start of the data section */
+
+/* Metadata in file order, and by key (a hash lookup); NULL past the end or
+ * when absent. */
+size_t            tsr_gguf_n_kv (const TsrGguf *gguf);
+const TsrGgufKV  *tsr_gguf_kv (const TsrGguf *gguf, size_t i);
+const TsrGgufKV  *tsr_gguf_find_kv (const TsrGguf *gguf, const char *key);
+/* "u8" … "f64"; "unknown" for other values. */
+const char       *tsr_gguf_type_name (TsrGgufType type);
+/* 1 if s holds exactly the bytes of the C string text. */
+int               tsr_gguf_str_eq (TsrGgufStr s, const char *text);
+
+/* Typed getters. A missing key or a value of another kind gives
+ * TSR_EFORMAT with a message naming the key. Integer getters accept any
+ * integer type whose value fits; float getters accept f32 and f64. */
+TsrStatus   tsr_gguf_get_u32 (const TsrGguf *gguf, const char *key, uint32_t *out, TsrError *err);
+TsrStatus   tsr_gguf_get_i32 (const TsrGguf *gguf, const char *key, int32_t *out, TsrError *err);
+TsrStatus   tsr_gguf_get_u64 (const TsrGguf *gguf, const char *key, uint64_t *out, TsrError *err);
+TsrStatus   tsr_gguf_get_i64 (const TsrGguf *gguf, const char *key, int64_t *out, TsrError *err);
+TsrStatus   tsr_gguf_get_f32 (const TsrGguf *gguf, const char *key, float *out, TsrError *err);
+TsrStatus   tsr_gguf_get_bool (const TsrGguf *gguf, const char *key, int *out, TsrError *err);
+TsrStatus   tsr_gguf_get_str (const TsrGguf *gguf, const char *key, TsrGgufStr *out, TsrError *err);
+/* Arrays. Strings: *strs points into the TsrGguf (no copy). Numbers: copied
+ * and converted into out, whose length n must be the array's (see
+ * tsr_gguf_find_kv(…)->n). */
+TsrStatus   tsr_gguf_get_arr_str (const TsrGguf *gguf, const char *key, const TsrGgufStr **strs,
+                                  uint64_t *n, TsrError *err);
+TsrStatus   tsr_gguf_get_arr_f32 (const TsrGguf *gguf, const char *key, float *out, uint64_t n,
+                                  TsrError *err);
+TsrStatus   tsr_gguf_get_arr_i32 (const TsrGguf *gguf, const char *key, int32_t *out, uint64_t n,
+                                  TsrError *err);
+
+/* Tensors in file order, and by name (a hash lookup); NULL past the end or
+ * when absent. */
+size_t               tsr_gguf_n_tensors (const TsrGguf *gguf);
+const TsrGgufTensor *tsr_gguf_tensor (const TsrGguf *gguf, size_t i);
+const TsrGgufTensor *tsr_gguf_find_tensor (const TsrGguf *gguf, const char *name);
+
+typedef struct TsrGgufWriter TsrGgufWriter;
+
+TsrStatus   tsr_gguf_writer_new (TsrGgufWriter **out, TsrError *err);
+/* Frees; an unfinished file is closed and removed. NULL is allowed. */
+void        tsr_gguf_writer_free (TsrGgufWriter *writer);
+
+/* Metadata, before _open; setting a key again replaces its value, in
+ * place. `value` points to one host value of `type` (a uint8_t 0/1 for
+ * TSR_GGUF_BOOL). Setting general.alignment (a u32 power of two) changes
+ * the file's alignment. Programmer errors give TSR_EINVAL. */
+TsrStatus   tsr_gguf_writer_set (TsrGgufWriter *writer, const char *key, TsrGgufType type,
+                                 const void *value, TsrError *err);
+TsrStatus   tsr_gguf_writer_set_u32 (TsrGgufWriter *writer, const char *key, uint32_t v, TsrError *err);
+TsrStatus   tsr_gguf_writer_set_i32 (TsrGgufWriter *writer, const char *key, int32_t v, TsrError *err);
+TsrStatus   tsr_gguf_writer_set_f32 (TsrGgufWriter *writer, const char *key, float v, TsrError *err);
+TsrStatus   tsr_gguf_writer_set_bool (TsrGgufWriter *writer, const char *key, int v, TsrError *err);
+TsrStatus   tsr_gguf_writer_set_str (TsrGgufWriter *writer, const char *key, const char *value,
+                                     TsrError *err);
+/* An array of n numbers or bools of type elem, in host layout. */
+TsrStatus   tsr_gguf_writer_set_arr (TsrGgufWriter *writer, const char *key, TsrGgufType elem,
+                                     const void *values, uint64_t n, TsrError *err);
+/* An array of n strings; lens may be NULL (strlen) or give each length,
+ * for strings that hold NUL bytes. */
+TsrStatus   tsr_gguf_writer_set_arr_str (TsrGgufWriter *writer, const char *key,
+                                         const char *const *strs, const size_t *lens, uint64_t n,
+                                         TsrError *err);
+/* Declares the next tensor: n_dims ≤ 4 sizes, ne[0] fastest, ne[0] a
+ * multiple of the type's block. */
+TsrStatus   tsr_gguf_writer_add_tensor (TsrGgufWriter *writer, const char *name, TsrDType type,
+                                        uint32_t n_dims, const int64_t *ne, TsrError *err);
+/* Creates PATH.part and writes the header; then the data follows. */
+TsrStatus   tsr_gguf_writer_open (TsrGgufWriter *writer, const char *path, TsrError *err);
+/* Appends n bytes of the current tensor's data (in any number of pieces;
+ * a piece never spans two tensors). TSR_EINVAL for more bytes than the
+ * tensor has left. */
+TsrStatus   tsr_gguf_writer_append (TsrGgufWriter *writer, const void *data, size_t n, TsrError *err);
+/* A whole tensor at once: `name` must be the one due, `size` its exact
+ * byte count. */
+TsrStatus   tsr_gguf_writer_write_tensor (TsrGgufWriter *writer, const char *name, const void *data,
+                                          uint64_t size, TsrError *err);
+/* Checks that every tensor is complete, syncs, renames PATH.part to PATH. */
+TsrStatus   tsr_gguf_writer_finish (TsrGgufWriter *writer, TsrError *err);
+
+/* ---- Tessera's model layout ------------------------------------------- *
+ *
+ * tsr_gguf_model_info reads the hyper-parameters of a model file and
+ * checks that every tensor the architecture needs is present with the
+ * shape the metadata implies. TSR_OK means Tessera can run the file (a
+ * synthetic file is runnable, for benchmarks only: see `synthetic`);
+ * otherwise TSR_EFORMAT says why, and *info holds what was read so far.
+ */
+
+#define TSR_ARCH_NAME_INTERNLM2_4KHD "internlm2-4khd"
+
+typedef enum {
+  TSR_ARCH_UNKNOWN = 0,
+  TSR_ARCH_LLAMA,            /* a plain llama.cpp language model: text only */
+  TSR_ARCH_INTERNLM2_4KHD,   /* InternLM-XComposer2-4KHD: decoder + PLoRA + vision */
+} TsrArch;
+
+/* The five linears that carry a Partial LoRA, by their GGUF names. */
+enum {
+  TSR_PLORA_ATTN_QKV,        /* wqkv: one A shared by Q, K, V; B split like them */
+  TSR_PLORA_ATTN_OUTPUT,     /* wo */
+  TSR_PLORA_FFN_GATE,        /* w1 */
+  TSR_PLORA_FFN_UP,          /* w3 */
+  TSR_PLORA_FFN_DOWN,        /* w2 */
+  TSR_PLORA_COUNT
+};
+/* "attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down". */
+const char *tsr_plora_name (int which);
+
+typedef struct {
+  TsrArch  arch;
+  char     arch_name[64];    /* general.architecture, as found */
+  char     name[128];        /* general.name, or "" */
+  int      synthetic;        /* tessera.synthetic: random weights, never for chat */
+  /* Decoder. */
+  uint32_t n_ctx;            /* 0 when the file does not say */
+  uint32_t n_embd, n_layer, n_ff, n_head, n_head_kv, n_head_dim, n_vocab;
+  float    rms_eps, rope_freq_base;
+  int      tied_output;      /* no output.weight: logits reuse token_embd */
+  /* Partial LoRA (internlm2-4khd). */
+  uint32_t plora_rank[TSR_PLORA_COUNT];
+  float    plora_scale[TSR_PLORA_COUNT];
+  /* Vision tower and projector (internlm2-4khd). */
+  uint32_t v_image_size, v_patch_size, v_n_embd, v_n_layer, v_n_head, v_n_ff;
+  float    v_eps;
+  uint32_t mm_n_in;          /* projector input width: 4·v_n_embd (2×2 merge) */
+  /* Tokenizer. */
+  char     tok_model[32];    /* tokenizer.ggml.model */
+  uint64_t tok_n;
+  int64_t  bos_id, eos_id, im_start_id, im_end_id;   /* −1 when absent */
+} TsrGgufModelInfo;
+
+TsrStatus   tsr_gguf_model_info (const TsrGguf *gguf, TsrGgufModelInfo *info, TsrError *err);
+
+/* ==== Tokenizer ========================================================= *
+ *
+ * SentencePiece BPE as sentencepiece encodes it (model.md §7): user-defined
+ * pieces matched whole, highest-score merges with the leftmost first on
+ * ties, byte fallback, identity normaliser. A tokenizer is immutable once
+ * made and may be shared between threads.
+ */
+
+/* Piece types: SentencePiece's, which are also GGUF's tokenizer.ggml.token_type. */
+enum {
+  TSR_PIECE_NORMAL = 1,
+  TSR_PIECE_UNKNOWN = 2,
+  TSR_PIECE_CONTROL = 3,
+  TSR_PIECE_USER_DEFINED = 4,
+  TSR_PIECE_UNUSED = 5,
+  TSR_PIECE_BYTE = 6,
+};
+
+typedef struct TsrTokenizer TsrTokenizer;
+
+/* A vocabulary as arrays of n entries; piece strings are counted, not
+ * NUL-terminated (InternLM2 has a piece that is a NUL byte). */
+typedef struct {
+  size_t              n;
+  const char *const  *pieces;
+  const size_t       *lens;
+  const float        *scores;            /* NULL: all 0 */
+  const int32_t      *types;             /* NULL: all NORMAL */
+  int32_t             bos_id, eos_id;    /* −1 when absent */
+  int                 add_dummy_prefix;  /* put a space before the text (llama: yes, InternLM2: no) */
+} TsrVocab;
+
+TsrStatus   tsr_tokenizer_new      (const TsrVocab *vocab, TsrTokenizer **tok, TsrError *err);
+/* Reads a SentencePiece tokenizer.model (its protobuf) directly. */
+TsrStatus   tsr_tokenizer_load_spm (const char *path, TsrTokenizer **tok, TsrError *err);
+void        tsr_tokenizer_free     (TsrTokenizer *tok);
+
+size_t      tsr_tokenizer_n_vocab  (const TsrTokenizer *tok);
+int32_t     tsr_tokenizer_bos      (const TsrTokenizer *tok);
+int32_t     tsr_tokenizer_eos      (const TsrTokenizer *tok);
+/* The piece of an id (not NUL-terminated in general: use *len), or NULL. */
+const char *tsr_tokenizer_piece    (const TsrTokenizer *tok, int32_t id, size_t *len);
+/* The id of a piece, or −1. */
+int32_t     tsr_tokenizer_find     (const TsrTokenizer *tok, const char *piece, size_t len);
+
+/* Encodes len bytes of UTF-8; *ids is malloc'd (free it), BOS first when
+ * add_bos and the vocabulary has one. */
+TsrStatus   tsr_tokenizer_encode   (const TsrTokenizer *tok, const char *text, size_t len, int add_bos,
+                                    int32_t **ids, size_t *n_ids, TsrError *err);
+
+/* Streaming decoder: push ids one at a time and get text that never ends
+ * in half a UTF-8 character (the rest waits for the next id). Control
+ * tokens give nothing; byte pieces give their bytes; U+2581 gives a space,
+ * except the dummy prefix of the first piece. Each call writes at most cap
+ * bytes and returns the number of bytes the text needs (like snprintf,
+ * without a terminating NUL). */
+typedef struct {
+  const TsrTokenizer *tok;
+  unsigned char       pending[8];
+  size_t              n_pending;
+  int                 at_start;
+} TsrDecoder;
+
+void        tsr_decoder_init  (TsrDecoder *dec, const TsrTokenizer *tok);
+size_t      tsr_decoder_push  (TsrDecoder *dec, int32_t id, char *out, size_t cap);
+/* At the end: bytes that never completed a character, as U+FFFD. */
+size_t      tsr_decoder_flush (TsrDecoder *dec, char *out, size_t cap);
+
+/* ==== Compute: BLAS set-up and the kernel benchmark ==================== *
+ *
+ * Debian's OpenBLAS picks generic SSE3 kernels on CPUs it does not know and
+ * reads OPENBLAS_CORETYPE only when it loads; a program that wants the
+ * right kernels sets the variable and re-executes itself before any BLAS
+ * call (tessera and tessera-cli do, unless TESSERA_NO_REEXEC is set).
+ */
+
+/* The OPENBLAS_CORETYPE to re-execute with, or NULL when OpenBLAS already
+ * runs the right kernels or the user chose them. */
+const char *tsr_blas_better_coretype (void);
+
+typedef struct {
+  int threads;     /* 0: one per physical core */
+  int isa;         /* −1: every ISA this CPU has; else a TsrIsa value */
+  int type;        /* −1: every type; else a TsrDType value */
+  int quick;       /* skip the shapes above 100 GFLOP */
+} TsrBenchKernelsParams;
+
+/* Times the products on the model's shapes and prints a table to out. */
+TsrStatus   tsr_bench_kernels (const TsrBenchKernelsParams *params, FILE *out, TsrError *err);
+
+/* ==== Image preprocessing ============================================== *
+ *
+ * From RGB8 pixels and a plan to exactly the tensors the official code
+ * feeds the vision tower (model.md §6.2–6.4):
+ *   1. tsr_image_hd_canvas: Pillow's BILINEAR resize to the plan's resized
+ *      size — run in the transposed frame for portrait images, as the
+ *      reference does, so its two passes round to uint8 in the same order —
+ *      then white padding to the padded size. Byte-exact.
+ *   2. tsr_image_normalize: ToTensor (/255) and CLIP's Normalize, float32
+ *      [3,H,W] in C order. Exact.
+ *   3. tsr_image_global_view: torch's bicubic (A = −0.75, align_corners
+ *      False, no antialias, clamped borders) of the normalised canvas down
+ *      to [3,336,336], float32; within 1e-6 of torch.
+ *   4. tsr_image_tile: tile k (row-major, rows i = k / cols, cols j =
+ *      k % cols) as a normalised [3,336,336] float32 view. Exact.
+ * The views are batch items 1..tiles after the global view (item 0).
+ *
+ * Steps 3 and 4 read the uint8 canvas and normalise on the fly to the
+ * same floats step 2 gives, so a caller that only feeds the vision tower
+ * needs the canvas (3 bytes a pixel) and one view at a time, never the
+ * whole float tensor (12 bytes a pixel).
+ *
+ * Memory: the caller owns every buffer; tsr_image_sizes says how large
+ * they are. The resize streams through a few rows of working memory of its
+ * own (TsrImageSizes.scratch_bytes), whatever the input size, so a
+ * 20000×20000 input costs little beyond itself and the canvas.
+ *
+ * Threads: n_threads ≤ 0 means one per online processor; results do not
+ * depend on it.
+ */
+
+/* RGB8 pixels: R, G, B bytes, rows top to bottom, `stride` bytes apart
+ * (≥ 3·width; padding after a row is ignored). Sides up to
+ * TSR_IMAGE_SIDE_MAX. The engine never decodes files: the app does, and
+ * drops alpha without compositing, as Pillow's convert('RGB') does. */
+typedef struct {
+  int                  width, height;
+  size_t               stride;
+  const unsigned char *rgb;
+} TsrImage;
+
+typedef struct {
+  size_t canvas_bytes;   /* uint8 canvas: 3 · padded_w · padded_h */
+  size_t tensor_bytes;   /* float32 [3, padded_h, padded_w] */
+  size_t view_bytes;     /* one float32 [3, 336, 336] view */
+  size_t scratch_bytes;  /* what tsr_image_hd_canvas allocates for itself */
+} TsrImageSizes;
+
+/* Buffer sizes for a plan made by tsr_hd_plan. TSR_ETOOLARGE if they do
+ * not fit in size_t; TSR_EINVAL for a plan tsr_hd_plan did not make. */
+TsrStatus tsr_image_sizes (const TsrHdPlan *plan, int n_threads, TsrImageSizes *sizes,
+                           TsrError *err);
+
+/* Writes the padded canvas, tightly packed RGB8 (stride 3·padded_w), to
+ * `canvas` (canvas_bytes long). The plan must be tsr_hd_plan's answer for
+ * this image's size. Fails with TSR_EINVAL (bad image, stride or plan),
+ * TSR_ETOOLARGE (a side above TSR_IMAGE_SIDE_MAX) or TSR_ENOMEM (the
+ * working memory could not be had); the canvas is then unspecified. */
+TsrStatus tsr_image_hd_canvas (const TsrImage *image, const TsrHdPlan *plan, int n_threads,
+                               unsigned char *canvas, TsrError *err);
+
+/* ToTensor + Normalize of any RGB8 image into float32 [3, height, width]. */
+TsrStatus tsr_image_normalize (const TsrImage *canvas, int n_threads, float *chw,
+                               TsrError *err);
+
+/* The global view of a canvas (any size), float32 [3, 336, 336]. */
+TsrStatus tsr_image_global_view (const TsrImage *canvas, float *view, TsrError *err);
+
+/* Tile `index` of a canvas whose sides are multiples of 336, float32
+ * [3, 336, 336]; TSR_EINVAL for an index outside 0..tiles−1. */
+TsrStatus tsr_image_tile (const TsrImage *canvas, int index, float *view, TsrError *err);
+
+/* Writes a float32 array as a NumPy .npy file (format 1.0, '<f4', C order,
+ * on any host). On failure (TSR_EIO) the partial file is removed. */
+TsrStatus tsr_npy_write_f32 (const char *path, const float *data, int ndim, const size_t *shape,
+                             TsrError *err);
 
 #ifdef __cplusplus
 }
