@@ -54,6 +54,9 @@ print_usage (FILE *out)
          "  info MODEL.gguf                        what a model file holds; exit 1 if Tessera cannot run it\n"
          "  preprocess [--hd N] IMAGE --out DIR    the model's input tensors: DIR/global.npy, DIR/hd.npy\n"
          "  bench MODE …                           timings; modes: kernels, preprocess\n"
+         "  tokenize (--model M | --tokenizer T) [--bos] TEXT   token ids\n"
+         "  complete --model M [--max-new-tokens K] [--temperature T] TEXT\n"
+         "                                         continue TEXT with a plain language model\n"
          "\n"
          "Every command takes --threads N.\n"
          "Exit status: 0 success, 1 runtime error, 2 usage error.\n", out);
@@ -69,6 +72,8 @@ static const Command commands[] = {
   { "info", cli_info },
   { "preprocess", cli_preprocess },
   { "bench", cli_bench },
+  { "complete", cli_complete },
+  { "tokenize", cli_tokenize },
 };
 
 int

@@ -24,3 +24,5 @@ int  cli_info (int argc, char **argv);
 int  cli_preprocess (int argc, char **argv);
 int  cli_bench (int argc, char **argv);
 int  cli_bench_kernels (int argc, char **argv);
+int  cli_complete (int argc, char **argv);
+int  cli_tokenize (int argc, char **argv);

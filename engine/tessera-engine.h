@@ -471,6 +471,11 @@ int32_t     tsr_tokenizer_eos      (const TsrTokenizer *tok);
 const char *tsr_tokenizer_piece    (const TsrTokenizer *tok, int32_t id, size_t *len);
 /* The id of a piece, or −1. */
 int32_t     tsr_tokenizer_find     (const TsrTokenizer *tok, const char *piece, size_t len);
+/* Score and TSR_PIECE_* type of an id (0 for an id out of range). */
+float       tsr_tokenizer_score    (const TsrTokenizer *tok, int32_t id);
+int         tsr_tokenizer_type     (const TsrTokenizer *tok, int32_t id);
+/* Whether encoding puts a space in front of the text. */
+int         tsr_tokenizer_add_dummy_prefix (const TsrTokenizer *tok);
 
 /* Encodes len bytes of UTF-8; *ids is malloc'd (free it), BOS first when
  * add_bos and the vocabulary has one. */
@@ -494,6 +499,140 @@ void        tsr_decoder_init  (TsrDecoder *dec, const TsrTokenizer *tok);
 size_t      tsr_decoder_push  (TsrDecoder *dec, int32_t id, char *out, size_t cap);
 /* At the end: bytes that never completed a character, as U+FFFD. */
 size_t      tsr_decoder_flush (TsrDecoder *dec, char *out, size_t cap);
+
+/* ==== Language model ==================================================== *
+ *
+ * The decoder of a model file: InternLM2 with Partial LoRA on image rows
+ * (internlm2-4khd), or a plain llama file. A TsrLlm is immutable and may
+ * be shared; a TsrLlmState holds one conversation's keys and values.
+ * Rows are fed in order; each is a token id, or an embedding row (an image
+ * token from the vision path, which gets the Partial LoRA).
+ */
+
+#define TSR_LLM_MAX_CONTEXT 16384
+
+typedef struct TsrLlm TsrLlm;
+typedef struct TsrLlmState TsrLlmState;
+typedef struct TsrPool TsrPool;
+
+typedef struct {
+  int32_t      token;   /* used when embd is NULL */
+  const float *embd;    /* n_embd values, or NULL */
+  int          image;   /* an image row: the Partial LoRA applies */
+} TsrLlmInput;
+
+/* Polled between layers; returning non-zero stops the call. */
+typedef struct {
+  int  (*func) (void *user_data);
+  void  *user_data;
+} TsrLlmAbort;
+
+TsrStatus   tsr_llm_load (const TsrGguf *gguf, TsrLlm **llm, TsrError *err);
+void        tsr_llm_free (TsrLlm *llm);
+const TsrGgufModelInfo *tsr_llm_info (const TsrLlm *llm);
+
+TsrStatus   tsr_llm_state_new  (const TsrLlm *llm, int n_ctx, TsrLlmState **state, TsrError *err);
+void        tsr_llm_state_free (TsrLlmState *state);
+/* Rows fed so far. */
+int         tsr_llm_state_pos  (const TsrLlmState *state);
+/* Forgets every row from pos on (an aborted answer, a regenerated one). */
+void        tsr_llm_state_rewind (TsrLlmState *state, int pos);
+
+/* Feeds n rows; with logits non-NULL, writes the n_vocab logits after the
+ * last row. On any failure, TSR_ECANCELLED included, the state is as it
+ * was before the call. */
+TsrStatus   tsr_llm_forward (const TsrLlm *llm, TsrLlmState *state, TsrPool *pool,
+                             const TsrLlmInput *rows, int n, float *logits,
+                             const TsrLlmAbort *abort, TsrError *err);
+
+/* The tokenizer stored in a model file's metadata (tokenizer.ggml.*). */
+TsrStatus   tsr_tokenizer_from_gguf (const TsrGguf *gguf, TsrTokenizer **tok, TsrError *err);
+
+/* A worker pool for the calls above: n_threads counting the caller, 0 for
+ * one per physical core. */
+TsrStatus   tsr_pool_new  (int n_threads, TsrPool **pool, TsrError *err);
+void        tsr_pool_free (TsrPool *pool);
+
+/* ==== Conversion: a Hugging Face checkpoint → a model file ============ *
+ *
+ * tsr_convert reads the folder a user downloads from Hugging Face
+ * (config.json, tokenizer.model, and the weights as PyTorch or safetensors
+ * shards) and writes the GGUF file Tessera runs: the names, shapes, types
+ * and metadata keys of DESIGN.md. No Python is involved.
+ *
+ * What it reads from config.json: the InternLM2 fields hidden_size,
+ * num_hidden_layers, num_attention_heads, intermediate_size, vocab_size,
+ * rms_norm_eps and max_position_embeddings (or max_length) are required;
+ * num_key_value_heads (default: num_attention_heads), rope_theta (10000),
+ * max_length, pad_token_id and tie_word_embeddings are optional. The vision
+ * tower is CLIP ViT-L/14-336 unless a "vision_config" object gives
+ * hidden_size, num_hidden_layers, num_attention_heads, intermediate_size
+ * (all four then required), layer_norm_eps, patch_size and image_size. A
+ * PLoRA scale is alpha / r with r read from the Plora_A shapes and alpha
+ * 16 for wqkv and 256 for wo, w1, w2, w3, unless "plora_alpha" {"wqkv": …,
+ * "wo": …, "w1": …, "w2": …, "w3": …} says otherwise. A missing or invalid
+ * field, a missing tensor and a tensor of the wrong shape each stop the
+ * conversion with TSR_EFORMAT and a message naming it, before the output
+ * file is created. Checkpoint tensors the model does not use
+ * (post_layernorm, position_ids, rotary_emb.inv_freq, anything unknown)
+ * are skipped, each kind reported once through the note callback.
+ *
+ * Types: `type` applies to the large matrices (embedding, output head, the
+ * decoder's, vision tower's and projector's linear weights). Norms,
+ * biases, the class and position embeddings, the GN tokens and all PLoRA
+ * matrices stay f32; the patch embedding is f32 unless type is f16/bf16.
+ * A matrix whose rows are not whole blocks of 32 stays f32 under q8_0 and
+ * q4_0 (with a note). A value the chosen type cannot hold (beyond ±65504
+ * in f16, say) stops the conversion with TSR_EINVAL naming the tensor.
+ *
+ * Memory: tensors are converted one at a time, in chunks, straight from
+ * the mapped checkpoint to the file, and the checkpoint's pages are let
+ * go as soon as they are used, so resident memory stays near one fused
+ * wqkv plus a few tens of MB, whatever the model's size.
+ *
+ * Output: written to OUT.part and renamed to OUT at the very end; on any
+ * failure, an abort included, the partial file is removed and an existing
+ * OUT is left as it was.
+ *
+ * Threads: callbacks are called on the calling thread.
+ */
+
+/* `type` value: the checkpoint's own type (that of its token embedding),
+ * so the default loses nothing. */
+#define TSR_CONVERT_TYPE_AUTO (-1)
+
+typedef struct {
+  const char *stage;           /* "reading" (checking the checkpoint), "converting",
+                                * "finishing" (syncing the file), "done" */
+  const char *tensor;          /* GGUF name of the tensor being written, or NULL */
+  uint64_t    tensors_done, tensors_total;
+  uint64_t    bytes_done, bytes_total;   /* tensor data in the output file */
+} TsrConvertProgress;
+
+typedef struct {
+  int    type;                 /* a TsrDType, or TSR_CONVERT_TYPE_AUTO */
+  int    n_threads;            /* 0: one per physical core; 1: no worker threads */
+  /* Called at each stage and after every few MB; may be NULL. */
+  void (*progress) (const TsrConvertProgress *progress, void *user_data);
+  /* Things worth telling the user that are not errors (skipped tensors,
+   * a type fallback); one line each, no newline. May be NULL. */
+  void (*note) (const char *message, void *user_data);
+  /* Polled between steps; nonzero stops with TSR_ECANCELLED. May be NULL. */
+  int  (*should_abort) (void *user_data);
+  void  *user_data;
+} TsrConvertParams;
+
+/* Defaults: TSR_CONVERT_TYPE_AUTO, n_threads 0, no callbacks. */
+void      tsr_convert_params_init (TsrConvertParams *params);
+
+/* Converts the checkpoint folder hf_dir to the GGUF file out_gguf. params
+ * may be NULL (the defaults). Errors: TSR_EIO (a file cannot be read or
+ * written; a full disk says so), TSR_EFORMAT (config.json, tokenizer.model
+ * or the weights are not what InternLM-XComposer2-4KHD needs), TSR_EINVAL
+ * (bad params, or a value the chosen type cannot hold), TSR_ETOOLARGE,
+ * TSR_ENOMEM, TSR_ECANCELLED. */
+TsrStatus tsr_convert (const char *hf_dir, const char *out_gguf, const TsrConvertParams *params,
+                       TsrError *err);
 
 /* ==== Compute: BLAS set-up and the kernel benchmark ==================== *
  *

@@ -14,7 +14,6 @@
 
 #include "tessera-engine.h"
 
-typedef struct TsrPool TsrPool;
 
 typedef void (*TsrPoolFn) (void *ctx, int ith, int nth);
 

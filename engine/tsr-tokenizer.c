@@ -280,6 +280,24 @@ tsr_tokenizer_find (const TsrTokenizer *t, const char *piece, size_t len)
   return lookup (t, piece, len);
 }
 
+float
+tsr_tokenizer_score (const TsrTokenizer *t, int32_t id)
+{
+  return id >= 0 && (size_t) id < t->n ? t->pieces[id].score : 0.0f;
+}
+
+int
+tsr_tokenizer_type (const TsrTokenizer *t, int32_t id)
+{
+  return id >= 0 && (size_t) id < t->n ? t->pieces[id].type : 0;
+}
+
+int
+tsr_tokenizer_add_dummy_prefix (const TsrTokenizer *t)
+{
+  return t->add_dummy_prefix;
+}
+
 /* ==== Encoding ========================================================== */
 
 typedef struct {

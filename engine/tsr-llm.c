@@ -1,0 +1,578 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later
+ *
+ * tsr-llm.c — the decoder: InternLM2 with Partial LoRA, and plain llama
+ * files through the same code (model.md §2–4).
+ *
+ * Rows go through the layers a chunk at a time, so prompts use the
+ * many-rows products and decoding the one-row ones. Each row is a token or
+ * an image embedding; image rows get the Partial LoRA, text rows never.
+ * Keys and values are kept per layer for every position (f32).
+ *
+ * Shapes, row-major: h [n][E]; q [n][H·hd]; k, v [n][Hkv·hd]; the cache
+ * [layer][position][Hkv·hd].
+ */
+#include "tsr-llm.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tsr-error.h"
+#include "tsr-kernels.h"
+
+/* Rows per chunk: enough for the panel path, little enough that the
+ * attention scratch (chunk × context) stays modest. */
+#define CHUNK 256
+
+typedef struct {
+  TsrWeights w;
+  int        present;
+} Mat;
+
+typedef struct {
+  Mat   a, b;      /* PLoRA: a [r][in], b [out][r] */
+  float scale;
+} Lora;
+
+typedef struct {
+  const float *attn_norm, *ffn_norm;
+  Mat          q, k, v, o, gate, up, down;
+  Lora         lq, lk, lv, lo, lgate, lup, ldown;   /* lq/lk/lv share a */
+} Layer;
+
+struct TsrLlm
+{
+  TsrGgufModelInfo info;
+  TsrArch          arch;
+  int              rotate_half;   /* InternLM2's RoPE pairing; llama: adjacent pairs */
+  Mat              tok_embd, output;
+  const float     *output_norm;
+  Layer           *layers;
+  float           *inv_freq;      /* [hd/2] */
+  TsrIsa           isa;
+};
+
+struct TsrLlmState
+{
+  const TsrLlm *llm;
+  int           n_ctx, pos;
+  float        *k_cache, *v_cache;   /* [layer][n_ctx][Hkv·hd] */
+};
+
+/* ==== Loading =========================================================== */
+
+static TsrStatus
+get_mat (const TsrGguf *g, const char *name, int required, Mat *m, TsrError *err)
+{
+  const TsrGgufTensor *t = tsr_gguf_find_tensor (g, name);
+  memset (m, 0, sizeof *m);
+  if (t == NULL)
+    return required ? tsr_error_set (err, TSR_EFORMAT, "The model has no tensor “%s”; convert it "
+                                     "again with tessera-cli convert.", name) : TSR_OK;
+  m->w.type = t->type;
+  m->w.cols = t->ne[0];
+  m->w.rows = (int64_t) (t->n_elements / (uint64_t) t->ne[0]);
+  m->w.row_bytes = (size_t) (t->size / (uint64_t) m->w.rows);
+  m->w.data = t->data;
+  m->present = 1;
+  return TSR_OK;
+}
+
+static TsrStatus
+get_vec (const TsrGguf *g, const char *name, int64_t n, const float **out, TsrError *err)
+{
+  const TsrGgufTensor *t = tsr_gguf_find_tensor (g, name);
+  if (t == NULL || t->type != TSR_DTYPE_F32 || (int64_t) t->n_elements != n)
+    return tsr_error_set (err, TSR_EFORMAT, "The model's “%s” is missing or not %lld f32 values; "
+                          "convert it again with tessera-cli convert.", name, (long long) n);
+  if (((uintptr_t) t->data) % sizeof (float) != 0)
+    return tsr_error_set (err, TSR_EFORMAT, "The model's “%s” is not aligned for reading.", name);
+  *out = t->data;
+  return TSR_OK;
+}
+
+static TsrStatus
+get_lora (const TsrGguf *g, int layer, const char *a_name, const char *b_name, float scale,
+          Lora *l, TsrError *err)
+{
+  char name[96];
+  TsrStatus st;
+  snprintf (name, sizeof name, "blk.%d.%s.lora_a.weight", layer, a_name);
+  if ((st = get_mat (g, name, 1, &l->a, err)) != TSR_OK)
+    return st;
+  snprintf (name, sizeof name, "blk.%d.%s.lora_b.weight", layer, b_name);
+  if ((st = get_mat (g, name, 1, &l->b, err)) != TSR_OK)
+    return st;
+  l->scale = scale;
+  return TSR_OK;
+}
+
+TsrStatus
+tsr_llm_load (const TsrGguf *g, TsrLlm **out, TsrError *err)
+{
+  TsrLlm *m;
+  TsrStatus st;
+  uint32_t hd;
+
+  *out = NULL;
+  m = calloc (1, sizeof *m);
+  if (m == NULL)
+    return tsr_error_set (err, TSR_ENOMEM, "Out of memory loading the model.");
+  if ((st = tsr_gguf_model_info (g, &m->info, err)) != TSR_OK)
+    goto fail;
+  m->arch = m->info.arch;
+  if (m->arch != TSR_ARCH_LLAMA && m->arch != TSR_ARCH_INTERNLM2_4KHD)
+    {
+      st = tsr_error_set (err, TSR_EFORMAT, "The model's architecture “%s” is not one Tessera runs.",
+                          m->info.arch_name);
+      goto fail;
+    }
+  m->rotate_half = m->arch == TSR_ARCH_INTERNLM2_4KHD;
+  m->isa = tsr_isa_best ();
+  hd = m->info.n_head_dim;
+  if (hd == 0 || hd % 2 != 0 || m->info.n_head_kv == 0 || m->info.n_head % m->info.n_head_kv != 0)
+    {
+      st = tsr_error_set (err, TSR_EFORMAT, "The model's attention shape (%u heads, %u key/value heads, "
+                          "%u wide) is not one Tessera runs.", m->info.n_head, m->info.n_head_kv, hd);
+      goto fail;
+    }
+
+  if ((st = get_mat (g, "token_embd.weight", 1, &m->tok_embd, err)) != TSR_OK ||
+      (st = get_mat (g, "output.weight", 0, &m->output, err)) != TSR_OK ||
+      (st = get_vec (g, "output_norm.weight", m->info.n_embd, &m->output_norm, err)) != TSR_OK)
+    goto fail;
+  if (!m->output.present)
+    m->output = m->tok_embd;
+
+  m->layers = calloc (m->info.n_layer, sizeof *m->layers);
+  m->inv_freq = calloc (hd / 2, sizeof *m->inv_freq);
+  if (m->layers == NULL || m->inv_freq == NULL)
+    {
+      st = tsr_error_set (err, TSR_ENOMEM, "Out of memory loading the model.");
+      goto fail;
+    }
+  for (uint32_t i = 0; i < m->info.n_layer; i++)
+    {
+      Layer *L = &m->layers[i];
+      char name[96];
+#define MAT(field, suffix)                                                        \
+      snprintf (name, sizeof name, "blk.%u." suffix ".weight", i);                \
+      if ((st = get_mat (g, name, 1, &L->field, err)) != TSR_OK)                  \
+        goto fail;
+      MAT (q, "attn_q") MAT (k, "attn_k") MAT (v, "attn_v") MAT (o, "attn_output")
+      MAT (gate, "ffn_gate") MAT (up, "ffn_up") MAT (down, "ffn_down")
+#undef MAT
+      snprintf (name, sizeof name, "blk.%u.attn_norm.weight", i);
+      if ((st = get_vec (g, name, m->info.n_embd, &L->attn_norm, err)) != TSR_OK)
+        goto fail;
+      snprintf (name, sizeof name, "blk.%u.ffn_norm.weight", i);
+      if ((st = get_vec (g, name, m->info.n_embd, &L->ffn_norm, err)) != TSR_OK)
+        goto fail;
+      if (m->arch == TSR_ARCH_INTERNLM2_4KHD)
+        {
+          const float *s = m->info.plora_scale;
+          if ((st = get_lora (g, (int) i, "attn_qkv", "attn_q", s[TSR_PLORA_ATTN_QKV], &L->lq, err)) ||
+              (st = get_lora (g, (int) i, "attn_qkv", "attn_k", s[TSR_PLORA_ATTN_QKV], &L->lk, err)) ||
+              (st = get_lora (g, (int) i, "attn_qkv", "attn_v", s[TSR_PLORA_ATTN_QKV], &L->lv, err)) ||
+              (st = get_lora (g, (int) i, "attn_output", "attn_output", s[TSR_PLORA_ATTN_OUTPUT], &L->lo, err)) ||
+              (st = get_lora (g, (int) i, "ffn_gate", "ffn_gate", s[TSR_PLORA_FFN_GATE], &L->lgate, err)) ||
+              (st = get_lora (g, (int) i, "ffn_up", "ffn_up", s[TSR_PLORA_FFN_UP], &L->lup, err)) ||
+              (st = get_lora (g, (int) i, "ffn_down", "ffn_down", s[TSR_PLORA_FFN_DOWN], &L->ldown, err)))
+            goto fail;
+        }
+    }
+
+  /* RoPE frequencies as HF computes them, in f32: 1 / base^(2i/hd). */
+  for (uint32_t i = 0; i < hd / 2; i++)
+    m->inv_freq[i] = 1.0f / powf (m->info.rope_freq_base, (float) (2 * i) / (float) hd);
+
+  *out = m;
+  return TSR_OK;
+
+fail:
+  tsr_llm_free (m);
+  return st;
+}
+
+void
+tsr_llm_free (TsrLlm *m)
+{
+  if (m == NULL)
+    return;
+  free (m->layers);
+  free (m->inv_freq);
+  free (m);
+}
+
+const TsrGgufModelInfo *
+tsr_llm_info (const TsrLlm *m)
+{
+  return &m->info;
+}
+
+/* ==== State ============================================================= */
+
+TsrStatus
+tsr_llm_state_new (const TsrLlm *m, int n_ctx, TsrLlmState **out, TsrError *err)
+{
+  TsrLlmState *s;
+  size_t kv = (size_t) m->info.n_head_kv * m->info.n_head_dim;
+  size_t total;
+
+  *out = NULL;
+  if (n_ctx <= 0 || n_ctx > TSR_LLM_MAX_CONTEXT)
+    return tsr_error_set (err, TSR_EINVAL, "A context of %d tokens is out of range (1 to %d).", n_ctx,
+                          TSR_LLM_MAX_CONTEXT);
+  total = (size_t) m->info.n_layer * (size_t) n_ctx * kv;
+  s = calloc (1, sizeof *s);
+  if (s == NULL)
+    return tsr_error_set (err, TSR_ENOMEM, "Out of memory for the conversation state.");
+  s->llm = m;
+  s->n_ctx = n_ctx;
+  s->k_cache = malloc (total * sizeof (float));
+  s->v_cache = malloc (total * sizeof (float));
+  if (s->k_cache == NULL || s->v_cache == NULL)
+    {
+      tsr_llm_state_free (s);
+      return tsr_error_set (err, TSR_ENOMEM, "Out of memory for a %d-token context (%.1f GiB of keys "
+                            "and values); use a shorter context.", n_ctx,
+                            2.0 * (double) total * 4 / (1 << 30));
+    }
+  *out = s;
+  return TSR_OK;
+}
+
+void
+tsr_llm_state_free (TsrLlmState *s)
+{
+  if (s == NULL)
+    return;
+  free (s->k_cache);
+  free (s->v_cache);
+  free (s);
+}
+
+int
+tsr_llm_state_pos (const TsrLlmState *s)
+{
+  return s->pos;
+}
+
+void
+tsr_llm_state_rewind (TsrLlmState *s, int pos)
+{
+  if (pos >= 0 && pos < s->pos)
+    s->pos = pos;
+}
+
+/* ==== Pieces of the forward pass ======================================== */
+
+static void
+rmsnorm (float *y, const float *x, const float *w, int64_t n, float eps)
+{
+  double ss = 0;
+  float r;
+  for (int64_t i = 0; i < n; i++)
+    ss += (double) x[i] * x[i];
+  r = 1.0f / sqrtf ((float) (ss / (double) n) + eps);
+  for (int64_t i = 0; i < n; i++)
+    y[i] = (x[i] * r) * w[i];
+}
+
+static void
+rope (const TsrLlm *m, float *v, int n_heads, int pos)
+{
+  int hd = (int) m->info.n_head_dim, half = hd / 2;
+  for (int i = 0; i < half; i++)
+    {
+      float a = (float) pos * m->inv_freq[i];
+      float c = cosf (a), s = sinf (a);
+      for (int h = 0; h < n_heads; h++)
+        {
+          float *x = v + (size_t) h * hd;
+          if (m->rotate_half)
+            {
+              float x0 = x[i], x1 = x[i + half];
+              x[i] = x0 * c - x1 * s;
+              x[i + half] = x1 * c + x0 * s;
+            }
+          else
+            {
+              float x0 = x[2 * i], x1 = x[2 * i + 1];
+              x[2 * i] = x0 * c - x1 * s;
+              x[2 * i + 1] = x1 * c + x0 * s;
+            }
+        }
+    }
+}
+
+typedef struct {
+  TsrPool     *pool;
+  TsrIsa       isa;
+  int          n;            /* rows in this chunk */
+  const uint8_t *image;      /* [n] or NULL */
+  int          n_img;
+  int         *img_rows;     /* [n_img] */
+  float       *lx, *la, *lb; /* LoRA scratch */
+} Ctx;
+
+/* y[n][out] = x[n][in]·Wᵀ, then + scale·(x·Aᵀ)·Bᵀ on image rows. */
+static TsrStatus
+linear (Ctx *c, const Mat *w, const Lora *l, const float *x, float *y, TsrError *err)
+{
+  TsrStatus st = tsr_matmul (c->pool, c->isa, &w->w, x, c->n, w->w.cols, y, w->w.rows, err);
+  int64_t in = w->w.cols, out = w->w.rows, r;
+  if (st != TSR_OK || l == NULL || c->n_img == 0 || !l->a.present)
+    return st;
+  r = l->a.w.rows;
+  for (int i = 0; i < c->n_img; i++)
+    memcpy (c->lx + (size_t) i * in, x + (size_t) c->img_rows[i] * in, (size_t) in * sizeof (float));
+  if ((st = tsr_matmul (c->pool, c->isa, &l->a.w, c->lx, c->n_img, in, c->la, r, err)) != TSR_OK ||
+      (st = tsr_matmul (c->pool, c->isa, &l->b.w, c->la, c->n_img, r, c->lb, out, err)) != TSR_OK)
+    return st;
+  for (int i = 0; i < c->n_img; i++)
+    {
+      float *yr = y + (size_t) c->img_rows[i] * out;
+      const float *d = c->lb + (size_t) i * out;
+      for (int64_t j = 0; j < out; j++)
+        yr[j] += l->scale * d[j];
+    }
+  return TSR_OK;
+}
+
+typedef struct {
+  const TsrLlm *m;
+  const float  *q;        /* [n][H·hd] */
+  const float  *kc, *vc;  /* this layer's cache, [n_ctx][Hkv·hd] */
+  float        *out;      /* [n][H·hd] */
+  float        *scratch;  /* per thread: [n][pos0+n] */
+  size_t        scratch_per_thread;
+  int           n, pos0;
+} AttnJob;
+
+/* One head at a time per thread: scores = Q_h·K_hᵀ through BLAS, causal
+ * mask, softmax in f32 (as HF), then P·V_h. */
+static void
+attn_job (void *ctx, int ith, int nth)
+{
+  AttnJob *j = ctx;
+  int H = (int) j->m->info.n_head, Hkv = (int) j->m->info.n_head_kv, hd = (int) j->m->info.n_head_dim;
+  int L = j->pos0 + j->n;
+  int ldq = H * hd, ldk = Hkv * hd;
+  float *P = j->scratch + (size_t) ith * j->scratch_per_thread;
+  float scale = 1.0f / sqrtf ((float) hd);
+
+  for (int h = ith; h < H; h += nth)
+    {
+      int kvh = h / (H / Hkv);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->n, L, hd, scale, j->q + h * hd, ldq,
+                   j->kc + kvh * hd, ldk, 0.0f, P, L);
+      for (int i = 0; i < j->n; i++)
+        {
+          float *p = P + (size_t) i * L;
+          int last = j->pos0 + i;   /* row i sees positions 0..last */
+          float mx = -INFINITY, sum = 0;
+          for (int t = 0; t <= last; t++)
+            mx = p[t] > mx ? p[t] : mx;
+          for (int t = 0; t <= last; t++)
+            {
+              p[t] = expf (p[t] - mx);
+              sum += p[t];
+            }
+          for (int t = 0; t <= last; t++)
+            p[t] /= sum;
+          for (int t = last + 1; t < L; t++)
+            p[t] = 0;
+        }
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, hd, L, 1.0f, P, L,
+                   j->vc + kvh * hd, ldk, 0.0f, j->out + h * hd, ldq);
+    }
+}
+
+/* ==== Forward =========================================================== */
+
+TsrStatus
+tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInput *in, int n,
+                 float *logits, const TsrLlmAbort *abort_cb, TsrError *err)
+{
+  int64_t E = m->info.n_embd, F = m->info.n_ff;
+  int H = (int) m->info.n_head, Hkv = (int) m->info.n_head_kv, hd = (int) m->info.n_head_dim;
+  int64_t qd = (int64_t) H * hd, kvd = (int64_t) Hkv * hd;
+  int nth = tsr_pool_size (pool);
+  int start_pos = s->pos;
+  TsrStatus st = TSR_OK;
+  float *h = NULL, *x = NULL, *q = NULL, *k = NULL, *v = NULL, *att = NULL, *g = NULL, *u = NULL, *tmp = NULL;
+  float *scratch = NULL, *lx = NULL, *la = NULL, *lb = NULL;
+  int *img_rows = NULL;
+  size_t scratch_per_thread;
+  int64_t lora_in = E > F ? E : F, lora_r = 0, lora_out = E > F ? E : F;
+  Ctx c;
+
+  if (n <= 0)
+    return tsr_error_set (err, TSR_EINVAL, "Nothing to feed the model.");
+  if (s->pos + n > s->n_ctx)
+    return tsr_error_set (err, TSR_ETOOLARGE, "The conversation would reach %d tokens, past its limit "
+                          "of %d. Start a new conversation or use a lower HD-N.", s->pos + n, s->n_ctx);
+  if (m->arch == TSR_ARCH_INTERNLM2_4KHD)
+    for (int i = 0; i < TSR_PLORA_COUNT; i++)
+      lora_r = m->info.plora_rank[i] > lora_r ? m->info.plora_rank[i] : lora_r;
+  if (qd + 2 * kvd > lora_out)
+    lora_out = qd + 2 * kvd;
+
+  {
+    int chunk = n < CHUNK ? n : CHUNK;
+    int64_t wide = qd > F ? qd : F;
+    scratch_per_thread = (size_t) chunk * (size_t) (s->pos + n);
+    h = malloc ((size_t) chunk * E * sizeof (float));
+    x = malloc ((size_t) chunk * E * sizeof (float));
+    q = malloc ((size_t) chunk * qd * sizeof (float));
+    k = malloc ((size_t) chunk * kvd * sizeof (float));
+    v = malloc ((size_t) chunk * kvd * sizeof (float));
+    att = malloc ((size_t) chunk * wide * sizeof (float));
+    g = malloc ((size_t) chunk * F * sizeof (float));
+    u = malloc ((size_t) chunk * F * sizeof (float));
+    tmp = malloc ((size_t) chunk * E * sizeof (float));
+    scratch = malloc (scratch_per_thread * (size_t) nth * sizeof (float));
+    img_rows = malloc ((size_t) chunk * sizeof (int));
+    if (lora_r > 0)
+      {
+        lx = malloc ((size_t) chunk * lora_in * sizeof (float));
+        la = malloc ((size_t) chunk * lora_r * sizeof (float));
+        lb = malloc ((size_t) chunk * lora_out * sizeof (float));
+      }
+    if (!h || !x || !q || !k || !v || !att || !g || !u || !tmp || !scratch || !img_rows ||
+        (lora_r > 0 && (!lx || !la || !lb)))
+      {
+        st = tsr_error_set (err, TSR_ENOMEM, "Out of memory running the model on %d rows.", n);
+        goto done;
+      }
+  }
+  c.pool = pool;
+  c.isa = m->isa;
+  c.lx = lx;
+  c.la = la;
+  c.lb = lb;
+  c.img_rows = img_rows;
+
+  for (int r0 = 0; r0 < n; r0 += CHUNK)
+    {
+      int cn = n - r0 < CHUNK ? n - r0 : CHUNK;
+      int pos0 = s->pos;
+      c.n = cn;
+      c.n_img = 0;
+
+      /* Embeddings: a token's row of token_embd, or the caller's row. */
+      for (int i = 0; i < cn; i++)
+        {
+          const TsrLlmInput *r = &in[r0 + i];
+          float *hr = h + (size_t) i * E;
+          if (r->embd != NULL)
+            {
+              memcpy (hr, r->embd, (size_t) E * sizeof (float));
+              if (r->image && m->arch == TSR_ARCH_INTERNLM2_4KHD)
+                img_rows[c.n_img++] = i;
+            }
+          else
+            {
+              if (r->token < 0 || r->token >= m->tok_embd.w.rows)
+                {
+                  st = tsr_error_set (err, TSR_EINVAL, "Token id %d is outside the vocabulary.", r->token);
+                  goto rollback;
+                }
+              if ((st = tsr_dequantize_row (m->tok_embd.w.type,
+                                            (const unsigned char *) m->tok_embd.w.data +
+                                              (size_t) r->token * m->tok_embd.w.row_bytes,
+                                            hr, (size_t) E, err)) != TSR_OK)
+                goto rollback;
+            }
+        }
+
+      for (uint32_t l = 0; l < m->info.n_layer; l++)
+        {
+          const Layer *L = &m->layers[l];
+          float *kc = s->k_cache + (size_t) l * s->n_ctx * kvd;
+          float *vc = s->v_cache + (size_t) l * s->n_ctx * kvd;
+          AttnJob aj;
+
+          if (abort_cb != NULL && abort_cb->func != NULL && abort_cb->func (abort_cb->user_data))
+            {
+              st = tsr_error_set (err, TSR_ECANCELLED, "Stopped.");
+              goto rollback;
+            }
+          for (int i = 0; i < cn; i++)
+            rmsnorm (x + (size_t) i * E, h + (size_t) i * E, L->attn_norm, E, m->info.rms_eps);
+          if ((st = linear (&c, &L->q, L->lq.a.present ? &L->lq : NULL, x, q, err)) ||
+              (st = linear (&c, &L->k, L->lk.a.present ? &L->lk : NULL, x, k, err)) ||
+              (st = linear (&c, &L->v, L->lv.a.present ? &L->lv : NULL, x, v, err)))
+            goto rollback;
+          for (int i = 0; i < cn; i++)
+            {
+              rope (m, q + (size_t) i * qd, H, pos0 + i);
+              rope (m, k + (size_t) i * kvd, Hkv, pos0 + i);
+            }
+          memcpy (kc + (size_t) pos0 * kvd, k, (size_t) cn * kvd * sizeof (float));
+          memcpy (vc + (size_t) pos0 * kvd, v, (size_t) cn * kvd * sizeof (float));
+
+          aj.m = m;
+          aj.q = q;
+          aj.kc = kc;
+          aj.vc = vc;
+          aj.out = att;
+          aj.scratch = scratch;
+          aj.scratch_per_thread = scratch_per_thread;
+          aj.n = cn;
+          aj.pos0 = pos0;
+          tsr_pool_run (pool, attn_job, &aj);
+
+          if ((st = linear (&c, &L->o, L->lo.a.present ? &L->lo : NULL, att, tmp, err)))
+            goto rollback;
+          for (int64_t i = 0; i < (int64_t) cn * E; i++)
+            h[i] += tmp[i];
+
+          for (int i = 0; i < cn; i++)
+            rmsnorm (x + (size_t) i * E, h + (size_t) i * E, L->ffn_norm, E, m->info.rms_eps);
+          if ((st = linear (&c, &L->gate, L->lgate.a.present ? &L->lgate : NULL, x, g, err)) ||
+              (st = linear (&c, &L->up, L->lup.a.present ? &L->lup : NULL, x, u, err)))
+            goto rollback;
+          for (int64_t i = 0; i < (int64_t) cn * F; i++)
+            g[i] = g[i] / (1.0f + expf (-g[i])) * u[i];
+          if ((st = linear (&c, &L->down, L->ldown.a.present ? &L->ldown : NULL, g, tmp, err)))
+            goto rollback;
+          for (int64_t i = 0; i < (int64_t) cn * E; i++)
+            h[i] += tmp[i];
+        }
+      s->pos += cn;
+
+      if (logits != NULL && r0 + cn == n)
+        {
+          Ctx lc = c;
+          lc.n = 1;
+          lc.n_img = 0;
+          rmsnorm (x, h + (size_t) (cn - 1) * E, m->output_norm, E, m->info.rms_eps);
+          if ((st = linear (&lc, &m->output, NULL, x, logits, err)) != TSR_OK)
+            goto rollback;
+        }
+    }
+  goto done;
+
+rollback:
+  /* A failed or stopped call leaves the state as it was before it. */
+  s->pos = start_pos;
+done:
+  free (h);
+  free (x);
+  free (q);
+  free (k);
+  free (v);
+  free (att);
+  free (g);
+  free (u);
+  free (tmp);
+  free (scratch);
+  free (img_rows);
+  free (lx);
+  free (la);
+  free (lb);
+  return st;
+}
