@@ -274,7 +274,7 @@ tessera_image_to_rgb8 (GdkPixbuf *pixbuf, gsize *size, GError **error)
       gdk_pixbuf_get_bits_per_sample (pixbuf) != 8 || (n != 3 && n != 4))
     {
       g_set_error (error, TESSERA_IMAGE_ERROR, TESSERA_IMAGE_ERROR_UNSUPPORTED,
-                   "The image’s pixels are in a layout Tessera cannot read (%d channels of %d bits).",
+                   _("The image’s pixels are in a layout Tessera cannot read (%d channels of %d bits)."),
                    n, gdk_pixbuf_get_bits_per_sample (pixbuf));
       return NULL;
     }
@@ -283,8 +283,8 @@ tessera_image_to_rgb8 (GdkPixbuf *pixbuf, gsize *size, GError **error)
       (out = g_try_malloc (bytes)) == NULL)
     {
       g_set_error (error, TESSERA_IMAGE_ERROR, TESSERA_IMAGE_ERROR_TOO_LARGE,
-                   "There is not enough memory for the %d × %d pixels of this image. "
-                   "Close other programs, or scale the image down first.", w, h);
+                   _("There is not enough memory for the %d × %d pixels of this image. "
+                     "Close other programs, or scale the image down first."), w, h);
       return NULL;
     }
 
