@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later
  *
  * tessera-cli complete --model M [--max-new-tokens K] [--temperature T]
- *                      [--seed S] [--threads N] TEXT
+ *                      [--seed S] [--threads N] [--kv-f16] TEXT
  * tessera-cli tokenize (--model M | --tokenizer tokenizer.model) [--bos] TEXT
  *
  * Plain completion for language models without a chat template: BOS, the
@@ -62,7 +62,7 @@ sample (float *x, size_t n, float t, uint64_t *rng)
 
 typedef struct {
   const char *model, *tokenizer, *text;
-  int max_new, threads, bos;
+  int max_new, threads, bos, kv_f16;
   double temperature;
   unsigned long long seed;
 } Args;
@@ -79,6 +79,8 @@ parse_args (int argc, char **argv, Args *a, int complete)
       const char *v = i + 1 < argc ? argv[i + 1] : NULL;
       if (strcmp (o, "--bos") == 0 && !complete)
         a->bos = 1;
+      else if (strcmp (o, "--kv-f16") == 0 && complete)
+        a->kv_f16 = 1;
       else if (strcmp (o, "--model") == 0 || strcmp (o, "--tokenizer") == 0 ||
                strcmp (o, "--max-new-tokens") == 0 || strcmp (o, "--temperature") == 0 ||
                strcmp (o, "--threads") == 0 || strcmp (o, "--seed") == 0)
@@ -229,7 +231,7 @@ cli_complete (int argc, char **argv)
       goto done;
     }
   if (tsr_pool_new (a.threads, &pool, &err) != TSR_OK ||
-      tsr_llm_state_new (llm, n_ctx, &state, &err) != TSR_OK)
+      tsr_llm_state_new_kv (llm, n_ctx, a.kv_f16 ? TSR_DTYPE_F16 : TSR_DTYPE_F32, &state, &err) != TSR_OK)
     {
       rc = cli_fail (CLI_EXIT_RUNTIME, "%s", err.message);
       goto done;

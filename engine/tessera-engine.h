@@ -531,7 +531,14 @@ TsrStatus   tsr_llm_load (const TsrGguf *gguf, TsrLlm **llm, TsrError *err);
 void        tsr_llm_free (TsrLlm *llm);
 const TsrGgufModelInfo *tsr_llm_info (const TsrLlm *llm);
 
+/* Keys and values in f32 (exact to the reference). */
 TsrStatus   tsr_llm_state_new  (const TsrLlm *llm, int n_ctx, TsrLlmState **state, TsrError *err);
+/* The same with kv_type TSR_DTYPE_F16: half the memory, at an f16
+ * rounding of every key and value. */
+TsrStatus   tsr_llm_state_new_kv (const TsrLlm *llm, int n_ctx, TsrDType kv_type,
+                                  TsrLlmState **state, TsrError *err);
+/* Bytes held for keys and values. */
+size_t      tsr_llm_state_kv_bytes (const TsrLlmState *state);
 void        tsr_llm_state_free (TsrLlmState *state);
 /* Rows fed so far. */
 int         tsr_llm_state_pos  (const TsrLlmState *state);
@@ -633,6 +640,95 @@ void      tsr_convert_params_init (TsrConvertParams *params);
  * TSR_ENOMEM, TSR_ECANCELLED. */
 TsrStatus tsr_convert (const char *hf_dir, const char *out_gguf, const TsrConvertParams *params,
                        TsrError *err);
+
+/* ==== Vision: an image → its image embeddings ========================== *
+ *
+ * The vision path of model.md §5–6. Every view of an image — the global
+ * view, then the tiles in row-major order — goes through the CLIP ViT
+ * (the last block's output, no post-layernorm, class token dropped); each
+ * view's 24×24 features are merged 2×2 into 12×12 tokens (channel blocks
+ * top-left, top-right, bottom-left, bottom-right) and laid out as
+ *   the global view's 12 rows, each followed by sub_GN;
+ *   one glb_GN;
+ *   the tile grid stitched row by row across tiles, each of its 12·rows
+ *   rows followed by sub_GN;
+ * then every one of those tokens goes through the projector (Linear,
+ * exact-erf GELU, Linear). The result has the planner's `tokens` rows of
+ * the decoder's embedding width, in the order the decoder reads them.
+ *
+ * A TsrVision holds the vision weights of a model file. It points into the
+ * TsrGguf's mapping (no copies), so the TsrGguf must stay open until the
+ * TsrVision is freed. It is immutable: several threads may encode with one
+ * TsrVision at once, each call with its own pool.
+ *
+ * Memory: the caller owns the output. A call holds the uint8 canvas and,
+ * for each batch of views, their activations (about 15 MB a view at full
+ * size, plus a few MB; TsrVisionTimings.work_bytes says how much).
+ *
+ * Callbacks run on the calling thread. progress gets the stage "tiles",
+ * done = views finished (0 at the start, then after each batch) and total
+ * = views (tiles + 1). abort is polled before each batch of views and
+ * before each layer; nonzero stops the call with TSR_ECANCELLED, every
+ * buffer of the call freed and the TsrVision ready for the next call.
+ */
+
+/* Views per batch when TsrVisionParams.batch is 0: products of 4·577 rows,
+ * about 60 MB of activations at full size. */
+#define TSR_VISION_BATCH_DEFAULT 4
+
+typedef struct TsrVision TsrVision;
+
+typedef struct {
+  int      image_size, patch_size;   /* 336, 14 */
+  int      n_embd, n_layer, n_head, head_dim, n_ff;   /* ViT: 1024, 24, 16, 64, 4096 */
+  float    eps;                      /* its LayerNorm epsilon */
+  int      n_merge;                  /* projector input: 4·n_embd */
+  int      n_out;                    /* projector output: the decoder's embedding width */
+  TsrDType type;                     /* of the ViT's linear weights */
+  double   flops_per_view;           /* multiply-adds ×2 through the ViT */
+} TsrVisionInfo;
+
+typedef struct {
+  int    hd_num;                     /* tile budget; TSR_HD_NUM_DEFAULT */
+  int    n_threads;                  /* when no pool is given: 0 = one per physical core */
+  int    batch;                      /* views per batch; 0 = TSR_VISION_BATCH_DEFAULT */
+  void (*progress) (const char *stage, int done, int total, void *user_data);   /* may be NULL */
+  int  (*should_abort) (void *user_data);                                       /* may be NULL */
+  void  *user_data;
+} TsrVisionParams;
+
+typedef struct {
+  int    views, tokens, batch, threads;
+  double preprocess_ms;              /* the canvas and the views cut from it */
+  double vit_ms;                     /* the ViT over every view */
+  double projector_ms;               /* merge, layout and the MLP */
+  double total_ms;
+  double ms_per_view;                /* vit_ms / views */
+  double vit_gflop, projector_gflop; /* arithmetic done, for GFLOP/s */
+  size_t work_bytes;                 /* memory the call allocated, output excluded */
+} TsrVisionTimings;
+
+/* Reads the vision tower and projector of an internlm2-4khd file (checked
+ * by tsr_gguf_model_info, then every tensor's type). TSR_EFORMAT for a
+ * file without them or with a geometry the 336-pixel tiles cannot feed. */
+TsrStatus   tsr_vision_new  (const TsrGguf *gguf, TsrVision **out, TsrError *err);
+void        tsr_vision_free (TsrVision *vision);
+const TsrVisionInfo *tsr_vision_info (const TsrVision *vision);
+
+/* hd_num TSR_HD_NUM_DEFAULT, n_threads 0, batch 0, no callbacks. */
+void        tsr_vision_params_init (TsrVisionParams *params);
+
+/* Encodes width×height RGB8 pixels (rows `stride` bytes apart, as a
+ * TsrImage) at params->hd_num into out: plan.tokens × n_out floats, where
+ * plan is tsr_hd_plan's for this size and budget; out_count is out's
+ * length in floats. pool may be NULL (threads of the call's own). params
+ * may be NULL (the defaults); timings may be NULL. Errors: those of
+ * tsr_hd_plan, TSR_EINVAL (out too small, bad params), TSR_ENOMEM,
+ * TSR_ECANCELLED; out is then unspecified. */
+TsrStatus   tsr_vision_encode (const TsrVision *vision, TsrPool *pool, const unsigned char *rgb,
+                               int width, int height, size_t stride,
+                               const TsrVisionParams *params, float *out, size_t out_count,
+                               TsrVisionTimings *timings, TsrError *err);
 
 /* ==== Compute: BLAS set-up and the kernel benchmark ==================== *
  *

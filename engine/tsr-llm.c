@@ -57,7 +57,8 @@ struct TsrLlmState
 {
   const TsrLlm *llm;
   int           n_ctx, pos;
-  float        *k_cache, *v_cache;   /* [layer][n_ctx][Hkv·hd] */
+  TsrDType      kv_type;             /* f32, or f16 to halve the cache */
+  void         *k_cache, *v_cache;   /* [layer][n_ctx][Hkv·hd] */
 };
 
 /* ==== Loading =========================================================== */
@@ -214,33 +215,51 @@ tsr_llm_info (const TsrLlm *m)
 /* ==== State ============================================================= */
 
 TsrStatus
-tsr_llm_state_new (const TsrLlm *m, int n_ctx, TsrLlmState **out, TsrError *err)
+tsr_llm_state_new_kv (const TsrLlm *m, int n_ctx, TsrDType kv_type, TsrLlmState **out, TsrError *err)
 {
   TsrLlmState *s;
   size_t kv = (size_t) m->info.n_head_kv * m->info.n_head_dim;
-  size_t total;
+  size_t total, esize;
 
   *out = NULL;
   if (n_ctx <= 0 || n_ctx > TSR_LLM_MAX_CONTEXT)
     return tsr_error_set (err, TSR_EINVAL, "A context of %d tokens is out of range (1 to %d).", n_ctx,
                           TSR_LLM_MAX_CONTEXT);
+  if (kv_type != TSR_DTYPE_F32 && kv_type != TSR_DTYPE_F16)
+    return tsr_error_set (err, TSR_EINVAL, "Keys and values can be kept as f32 or f16 only.");
+  esize = kv_type == TSR_DTYPE_F16 ? 2 : 4;
   total = (size_t) m->info.n_layer * (size_t) n_ctx * kv;
   s = calloc (1, sizeof *s);
   if (s == NULL)
     return tsr_error_set (err, TSR_ENOMEM, "Out of memory for the conversation state.");
   s->llm = m;
   s->n_ctx = n_ctx;
-  s->k_cache = malloc (total * sizeof (float));
-  s->v_cache = malloc (total * sizeof (float));
+  s->kv_type = kv_type;
+  s->k_cache = malloc (total * esize);
+  s->v_cache = malloc (total * esize);
   if (s->k_cache == NULL || s->v_cache == NULL)
     {
       tsr_llm_state_free (s);
       return tsr_error_set (err, TSR_ENOMEM, "Out of memory for a %d-token context (%.1f GiB of keys "
                             "and values); use a shorter context.", n_ctx,
-                            2.0 * (double) total * 4 / (1 << 30));
+                            2.0 * (double) total * (double) esize / (1 << 30));
     }
   *out = s;
   return TSR_OK;
+}
+
+TsrStatus
+tsr_llm_state_new (const TsrLlm *m, int n_ctx, TsrLlmState **out, TsrError *err)
+{
+  return tsr_llm_state_new_kv (m, n_ctx, TSR_DTYPE_F32, out, err);
+}
+
+size_t
+tsr_llm_state_kv_bytes (const TsrLlmState *s)
+{
+  const TsrLlm *m = s->llm;
+  return 2 * (size_t) m->info.n_layer * (size_t) s->n_ctx * m->info.n_head_kv * m->info.n_head_dim *
+         (s->kv_type == TSR_DTYPE_F16 ? 2 : 4);
 }
 
 void
@@ -344,12 +363,23 @@ linear (Ctx *c, const Mat *w, const Lora *l, const float *x, float *y, TsrError 
 typedef struct {
   const TsrLlm *m;
   const float  *q;        /* [n][H·hd] */
-  const float  *kc, *vc;  /* this layer's cache, [n_ctx][Hkv·hd] */
+  const void   *kc, *vc;  /* this layer's cache, [n_ctx][Hkv·hd] */
+  TsrDType      kv_type;
   float        *out;      /* [n][H·hd] */
-  float        *scratch;  /* per thread: [n][pos0+n] */
+  float        *scratch;  /* per thread: [n][pos0+n], then K_h and V_h as f32 when f16 */
   size_t        scratch_per_thread;
   int           n, pos0;
 } AttnJob;
+
+/* One head's keys or values, [L][hd] out of [L][Hkv·hd] f16, as f32. */
+static void
+widen_head (const TsrLlm *m, const uint16_t *src, int ld, int L, float *dst)
+{
+  int hd = (int) m->info.n_head_dim;
+  const TsrKernelTable *kt = m->isa == TSR_ISA_AVX2 ? &tsr_kernels_avx2 : &tsr_kernels_scalar;
+  for (int t = 0; t < L; t++)
+    kt->dequantize[1] (src + (size_t) t * ld, dst + (size_t) t * hd, hd);
+}
 
 /* One head at a time per thread: scores = Q_h·K_hᵀ through BLAS, causal
  * mask, softmax in f32 (as HF), then P·V_h. */
@@ -366,8 +396,25 @@ attn_job (void *ctx, int ith, int nth)
   for (int h = ith; h < H; h += nth)
     {
       int kvh = h / (H / Hkv);
+      const float *kh, *vh;
+      int ldkv;
+      if (j->kv_type == TSR_DTYPE_F16)
+        {
+          float *kf = P + (size_t) j->n * L, *vf = kf + (size_t) L * hd;
+          widen_head (j->m, (const uint16_t *) j->kc + kvh * hd, ldk, L, kf);
+          widen_head (j->m, (const uint16_t *) j->vc + kvh * hd, ldk, L, vf);
+          kh = kf;
+          vh = vf;
+          ldkv = hd;
+        }
+      else
+        {
+          kh = (const float *) j->kc + kvh * hd;
+          vh = (const float *) j->vc + kvh * hd;
+          ldkv = ldk;
+        }
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->n, L, hd, scale, j->q + h * hd, ldq,
-                   j->kc + kvh * hd, ldk, 0.0f, P, L);
+                   kh, ldkv, 0.0f, P, L);
       for (int i = 0; i < j->n; i++)
         {
           float *p = P + (size_t) i * L;
@@ -386,7 +433,7 @@ attn_job (void *ctx, int ith, int nth)
             p[t] = 0;
         }
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, hd, L, 1.0f, P, L,
-                   j->vc + kvh * hd, ldk, 0.0f, j->out + h * hd, ldq);
+                   vh, ldkv, 0.0f, j->out + h * hd, ldq);
     }
 }
 
@@ -424,6 +471,8 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
     int chunk = n < CHUNK ? n : CHUNK;
     int64_t wide = qd > F ? qd : F;
     scratch_per_thread = (size_t) chunk * (size_t) (s->pos + n);
+    if (s->kv_type == TSR_DTYPE_F16)
+      scratch_per_thread += 2 * (size_t) (s->pos + n) * (size_t) hd;
     h = malloc ((size_t) chunk * E * sizeof (float));
     x = malloc ((size_t) chunk * E * sizeof (float));
     q = malloc ((size_t) chunk * qd * sizeof (float));
@@ -491,8 +540,9 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
       for (uint32_t l = 0; l < m->info.n_layer; l++)
         {
           const Layer *L = &m->layers[l];
-          float *kc = s->k_cache + (size_t) l * s->n_ctx * kvd;
-          float *vc = s->v_cache + (size_t) l * s->n_ctx * kvd;
+          size_t esize = s->kv_type == TSR_DTYPE_F16 ? 2 : 4;
+          unsigned char *kc = (unsigned char *) s->k_cache + (size_t) l * s->n_ctx * kvd * esize;
+          unsigned char *vc = (unsigned char *) s->v_cache + (size_t) l * s->n_ctx * kvd * esize;
           AttnJob aj;
 
           if (abort_cb != NULL && abort_cb->func != NULL && abort_cb->func (abort_cb->user_data))
@@ -511,13 +561,26 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
               rope (m, q + (size_t) i * qd, H, pos0 + i);
               rope (m, k + (size_t) i * kvd, Hkv, pos0 + i);
             }
-          memcpy (kc + (size_t) pos0 * kvd, k, (size_t) cn * kvd * sizeof (float));
-          memcpy (vc + (size_t) pos0 * kvd, v, (size_t) cn * kvd * sizeof (float));
+          if (s->kv_type == TSR_DTYPE_F16)
+            {
+              uint16_t *kd = (uint16_t *) kc + (size_t) pos0 * kvd, *vd = (uint16_t *) vc + (size_t) pos0 * kvd;
+              for (int64_t i = 0; i < (int64_t) cn * kvd; i++)
+                {
+                  kd[i] = tsr_f32_to_f16 (k[i]);
+                  vd[i] = tsr_f32_to_f16 (v[i]);
+                }
+            }
+          else
+            {
+              memcpy (kc + (size_t) pos0 * kvd * esize, k, (size_t) cn * kvd * sizeof (float));
+              memcpy (vc + (size_t) pos0 * kvd * esize, v, (size_t) cn * kvd * sizeof (float));
+            }
 
           aj.m = m;
           aj.q = q;
           aj.kc = kc;
           aj.vc = vc;
+          aj.kv_type = s->kv_type;
           aj.out = att;
           aj.scratch = scratch;
           aj.scratch_per_thread = scratch_per_thread;
