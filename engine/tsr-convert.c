@@ -439,11 +439,11 @@ plan (Conv *c, const char *gguf, const char *hf, Kind kind, RowMap map, int sque
   return push_out (c, &o);
 }
 
-#define PLAN(c, gguf, hf, kind, map, hint, ...)                                  \
+#define PLAN(c, gguf, hf, kind, map, hint_, ...)                                 \
   do {                                                                           \
     const int64_t w_[] = { __VA_ARGS__ };                                        \
     TsrStatus st_ = plan ((c), (gguf), (hf), (kind), (map), 0,                   \
-                          (int) (sizeof w_ / sizeof w_[0]), w_, (hint));         \
+                          (int) (sizeof w_ / sizeof w_[0]), w_, (hint_));        \
     if (st_ != TSR_OK)                                                           \
       return st_;                                                                \
   } while (0)
@@ -504,44 +504,44 @@ plan_all (Conv *c)
   PLAN (c, "token_embd.weight", "model.tok_embeddings.weight", KIND_MATRIX, MAP_PLAIN, NULL, hp->V, E);
   for (int64_t n = 0; n < hp->L; n++)
     {
-#define G(suffix) (snprintf (g, sizeof g, "blk.%lld.%s", (long long) n, suffix), g)
-#define H(suffix) (snprintf (h, sizeof h, "model.layers.%lld.%s", (long long) n, suffix), h)
+#define GG(suffix) (snprintf (g, sizeof g, "blk.%lld.%s", (long long) n, suffix), g)
+#define HF(suffix) (snprintf (h, sizeof h, "model.layers.%lld.%s", (long long) n, suffix), h)
 #define RANK_HINT(r) (snprintf (hint, sizeof hint, "(rank %lld, from layer 0's Plora_A)", (long long) (r)), hint)
-      PLAN (c, G ("attn_norm.weight"), H ("attention_norm.weight"), KIND_F32, MAP_PLAIN, NULL, E);
-      PLAN (c, G ("attn_q.weight"), H ("attention.wqkv.weight"), KIND_MATRIX, MAP_Q, NULL, QKV, E);
-      PLAN (c, G ("attn_k.weight"), H ("attention.wqkv.weight"), KIND_MATRIX, MAP_K, NULL, QKV, E);
-      PLAN (c, G ("attn_v.weight"), H ("attention.wqkv.weight"), KIND_MATRIX, MAP_V, NULL, QKV, E);
-      PLAN (c, G ("attn_output.weight"), H ("attention.wo.weight"), KIND_MATRIX, MAP_PLAIN, NULL, E, Q);
-      PLAN (c, G ("ffn_norm.weight"), H ("ffn_norm.weight"), KIND_F32, MAP_PLAIN, NULL, E);
-      PLAN (c, G ("ffn_gate.weight"), H ("feed_forward.w1.weight"), KIND_MATRIX, MAP_PLAIN, NULL, F, E);
-      PLAN (c, G ("ffn_up.weight"), H ("feed_forward.w3.weight"), KIND_MATRIX, MAP_PLAIN, NULL, F, E);
-      PLAN (c, G ("ffn_down.weight"), H ("feed_forward.w2.weight"), KIND_MATRIX, MAP_PLAIN, NULL, E, F);
-      PLAN (c, G ("attn_qkv.lora_a.weight"), H ("attention.wqkv.Plora_A.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("attn_norm.weight"), HF ("attention_norm.weight"), KIND_F32, MAP_PLAIN, NULL, E);
+      PLAN (c, GG ("attn_q.weight"), HF ("attention.wqkv.weight"), KIND_MATRIX, MAP_Q, NULL, QKV, E);
+      PLAN (c, GG ("attn_k.weight"), HF ("attention.wqkv.weight"), KIND_MATRIX, MAP_K, NULL, QKV, E);
+      PLAN (c, GG ("attn_v.weight"), HF ("attention.wqkv.weight"), KIND_MATRIX, MAP_V, NULL, QKV, E);
+      PLAN (c, GG ("attn_output.weight"), HF ("attention.wo.weight"), KIND_MATRIX, MAP_PLAIN, NULL, E, Q);
+      PLAN (c, GG ("ffn_norm.weight"), HF ("ffn_norm.weight"), KIND_F32, MAP_PLAIN, NULL, E);
+      PLAN (c, GG ("ffn_gate.weight"), HF ("feed_forward.w1.weight"), KIND_MATRIX, MAP_PLAIN, NULL, F, E);
+      PLAN (c, GG ("ffn_up.weight"), HF ("feed_forward.w3.weight"), KIND_MATRIX, MAP_PLAIN, NULL, F, E);
+      PLAN (c, GG ("ffn_down.weight"), HF ("feed_forward.w2.weight"), KIND_MATRIX, MAP_PLAIN, NULL, E, F);
+      PLAN (c, GG ("attn_qkv.lora_a.weight"), HF ("attention.wqkv.Plora_A.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (rq), rq, E);
-      PLAN (c, G ("attn_q.lora_b.weight"), H ("attention.wqkv.Plora_B.weight"), KIND_F32, MAP_Q,
+      PLAN (c, GG ("attn_q.lora_b.weight"), HF ("attention.wqkv.Plora_B.weight"), KIND_F32, MAP_Q,
             RANK_HINT (rq), QKV, rq);
-      PLAN (c, G ("attn_k.lora_b.weight"), H ("attention.wqkv.Plora_B.weight"), KIND_F32, MAP_K,
+      PLAN (c, GG ("attn_k.lora_b.weight"), HF ("attention.wqkv.Plora_B.weight"), KIND_F32, MAP_K,
             RANK_HINT (rq), QKV, rq);
-      PLAN (c, G ("attn_v.lora_b.weight"), H ("attention.wqkv.Plora_B.weight"), KIND_F32, MAP_V,
+      PLAN (c, GG ("attn_v.lora_b.weight"), HF ("attention.wqkv.Plora_B.weight"), KIND_F32, MAP_V,
             RANK_HINT (rq), QKV, rq);
-      PLAN (c, G ("attn_output.lora_a.weight"), H ("attention.wo.Plora_A.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("attn_output.lora_a.weight"), HF ("attention.wo.Plora_A.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (ro), ro, Q);
-      PLAN (c, G ("attn_output.lora_b.weight"), H ("attention.wo.Plora_B.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("attn_output.lora_b.weight"), HF ("attention.wo.Plora_B.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (ro), E, ro);
-      PLAN (c, G ("ffn_gate.lora_a.weight"), H ("feed_forward.w1.Plora_A.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("ffn_gate.lora_a.weight"), HF ("feed_forward.w1.Plora_A.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (rg), rg, E);
-      PLAN (c, G ("ffn_gate.lora_b.weight"), H ("feed_forward.w1.Plora_B.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("ffn_gate.lora_b.weight"), HF ("feed_forward.w1.Plora_B.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (rg), F, rg);
-      PLAN (c, G ("ffn_up.lora_a.weight"), H ("feed_forward.w3.Plora_A.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("ffn_up.lora_a.weight"), HF ("feed_forward.w3.Plora_A.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (ru), ru, E);
-      PLAN (c, G ("ffn_up.lora_b.weight"), H ("feed_forward.w3.Plora_B.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("ffn_up.lora_b.weight"), HF ("feed_forward.w3.Plora_B.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (ru), F, ru);
-      PLAN (c, G ("ffn_down.lora_a.weight"), H ("feed_forward.w2.Plora_A.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("ffn_down.lora_a.weight"), HF ("feed_forward.w2.Plora_A.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (rd), rd, F);
-      PLAN (c, G ("ffn_down.lora_b.weight"), H ("feed_forward.w2.Plora_B.weight"), KIND_F32, MAP_PLAIN,
+      PLAN (c, GG ("ffn_down.lora_b.weight"), HF ("feed_forward.w2.Plora_B.weight"), KIND_F32, MAP_PLAIN,
             RANK_HINT (rd), E, rd);
-#undef G
-#undef H
+#undef GG
+#undef HF
 #undef RANK_HINT
     }
   PLAN (c, "output_norm.weight", "model.norm.weight", KIND_F32, MAP_PLAIN, NULL, E);
@@ -565,28 +565,28 @@ plan_all (Conv *c)
       static const char *const proj[4][2] = {
         { "attn_q", "q_proj" }, { "attn_k", "k_proj" }, { "attn_v", "v_proj" }, { "attn_out", "out_proj" },
       };
-#define G(suffix) (snprintf (g, sizeof g, "v.blk.%lld.%s", (long long) m, suffix), g)
-#define H(suffix) (snprintf (h, sizeof h, "%sencoder.layers.%lld.%s", v, (long long) m, suffix), h)
+#define GG(suffix) (snprintf (g, sizeof g, "v.blk.%lld.%s", (long long) m, suffix), g)
+#define HF(suffix) (snprintf (h, sizeof h, "%sencoder.layers.%lld.%s", v, (long long) m, suffix), h)
       for (int k = 0; k < 4; k++)
         {
           char gs[48], hs[48];
           snprintf (gs, sizeof gs, "%s.weight", proj[k][0]);
           snprintf (hs, sizeof hs, "self_attn.%s.weight", proj[k][1]);
-          PLAN (c, G (gs), H (hs), KIND_MATRIX, MAP_PLAIN, NULL, VE, VE);
+          PLAN (c, GG (gs), HF (hs), KIND_MATRIX, MAP_PLAIN, NULL, VE, VE);
           snprintf (gs, sizeof gs, "%s.bias", proj[k][0]);
           snprintf (hs, sizeof hs, "self_attn.%s.bias", proj[k][1]);
-          PLAN (c, G (gs), H (hs), KIND_F32, MAP_PLAIN, NULL, VE);
+          PLAN (c, GG (gs), HF (hs), KIND_F32, MAP_PLAIN, NULL, VE);
         }
-      PLAN (c, G ("ln1.weight"), H ("layer_norm1.weight"), KIND_F32, MAP_PLAIN, NULL, VE);
-      PLAN (c, G ("ln1.bias"), H ("layer_norm1.bias"), KIND_F32, MAP_PLAIN, NULL, VE);
-      PLAN (c, G ("ln2.weight"), H ("layer_norm2.weight"), KIND_F32, MAP_PLAIN, NULL, VE);
-      PLAN (c, G ("ln2.bias"), H ("layer_norm2.bias"), KIND_F32, MAP_PLAIN, NULL, VE);
-      PLAN (c, G ("ffn_up.weight"), H ("mlp.fc1.weight"), KIND_MATRIX, MAP_PLAIN, NULL, VF, VE);
-      PLAN (c, G ("ffn_up.bias"), H ("mlp.fc1.bias"), KIND_F32, MAP_PLAIN, NULL, VF);
-      PLAN (c, G ("ffn_down.weight"), H ("mlp.fc2.weight"), KIND_MATRIX, MAP_PLAIN, NULL, VE, VF);
-      PLAN (c, G ("ffn_down.bias"), H ("mlp.fc2.bias"), KIND_F32, MAP_PLAIN, NULL, VE);
-#undef G
-#undef H
+      PLAN (c, GG ("ln1.weight"), HF ("layer_norm1.weight"), KIND_F32, MAP_PLAIN, NULL, VE);
+      PLAN (c, GG ("ln1.bias"), HF ("layer_norm1.bias"), KIND_F32, MAP_PLAIN, NULL, VE);
+      PLAN (c, GG ("ln2.weight"), HF ("layer_norm2.weight"), KIND_F32, MAP_PLAIN, NULL, VE);
+      PLAN (c, GG ("ln2.bias"), HF ("layer_norm2.bias"), KIND_F32, MAP_PLAIN, NULL, VE);
+      PLAN (c, GG ("ffn_up.weight"), HF ("mlp.fc1.weight"), KIND_MATRIX, MAP_PLAIN, NULL, VF, VE);
+      PLAN (c, GG ("ffn_up.bias"), HF ("mlp.fc1.bias"), KIND_F32, MAP_PLAIN, NULL, VF);
+      PLAN (c, GG ("ffn_down.weight"), HF ("mlp.fc2.weight"), KIND_MATRIX, MAP_PLAIN, NULL, VE, VF);
+      PLAN (c, GG ("ffn_down.bias"), HF ("mlp.fc2.bias"), KIND_F32, MAP_PLAIN, NULL, VE);
+#undef GG
+#undef HF
     }
   PLAN (c, "mm.0.weight", "vision_proj.0.weight", KIND_MATRIX, MAP_PLAIN, NULL, E, M);
   PLAN (c, "mm.0.bias", "vision_proj.0.bias", KIND_F32, MAP_PLAIN, NULL, E);
@@ -651,7 +651,7 @@ note_skipped (Conv *c)
       for (const char *s = name; *s; s++)
         if (*s >= '0' && *s <= '9')
           {
-            if (len == 0 || pat[len - 1] != 'N' || !(s > name && s[-1] >= '0' && s[-1] <= '9'))
+            if (!(s > name && s[-1] >= '0' && s[-1] <= '9'))
               pat[len++] = 'N';
           }
         else
