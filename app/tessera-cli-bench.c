@@ -205,6 +205,7 @@ typedef struct {
 static const BenchMode modes[] = {
   { "kernels", cli_bench_kernels },
   { "preprocess", bench_preprocess },
+  { "vision", cli_bench_vision },
 };
 
 int

@@ -53,10 +53,19 @@ print_usage (FILE *out)
          "  grid [--hd N] [--json] (IMAGE | WxH)   how the model tiles an image at HD-N\n"
          "  info MODEL.gguf                        what a model file holds; exit 1 if Tessera cannot run it\n"
          "  preprocess [--hd N] IMAGE --out DIR    the model's input tensors: DIR/global.npy, DIR/hd.npy\n"
+         "  encode --model M --image IMG [--hd N] --out F.npy   the image's projected embeddings [T, hidden]\n"
+         "  bench vision [--type T] [--full]       the vision path's speed on random full-size weights\n"
+         "  convert [--type T] HF_DIR OUT.gguf     a Hugging Face folder into a model file (T: f32 f16 bf16 q8_0 q4_0)\n"
          "  bench MODE …                           timings; modes: kernels, preprocess\n"
          "  tokenize (--model M | --tokenizer T) [--bos] TEXT   token ids\n"
          "  complete --model M [--max-new-tokens K] [--temperature T] TEXT\n"
          "                                         continue TEXT with a plain language model\n"
+         "  ask --model M [--image IMG] [--hd N] [--max-new-tokens K] [--beams B] [--temperature T] QUESTION\n"
+         "                                         answer a question (about an image: <ImageHere> in the\n"
+         "                                         question marks its place, else it goes first); greedy\n"
+         "                                         unless T > 0 (sampling) or B > 1; more: ask --help\n"
+         "  logits --model M [--image IMG] [--hd N] --question Q --out F.npy\n"
+         "                                         logits of the answer's first token [vocab] f32\n"
          "\n"
          "Every command takes --threads N.\n"
          "Exit status: 0 success, 1 runtime error, 2 usage error.\n", out);
@@ -72,8 +81,12 @@ static const Command commands[] = {
   { "info", cli_info },
   { "preprocess", cli_preprocess },
   { "bench", cli_bench },
+  { "encode", cli_encode },
   { "complete", cli_complete },
   { "tokenize", cli_tokenize },
+  { "ask", cli_ask },
+  { "logits", cli_logits },
+  { "convert", cli_convert },
 };
 
 int

@@ -662,8 +662,9 @@ TsrStatus tsr_convert (const char *hf_dir, const char *out_gguf, const TsrConver
  * TsrVision at once, each call with its own pool.
  *
  * Memory: the caller owns the output. A call holds the uint8 canvas and,
- * for each batch of views, their activations (about 15 MB a view at full
- * size, plus a few MB; TsrVisionTimings.work_bytes says how much).
+ * for one batch of views at a time, their activations and projector rows
+ * (about 23 MB a view at full size: ≈ 110 MB for HD-55 in batches of 4;
+ * TsrVisionTimings.work_bytes says how much).
  *
  * Callbacks run on the calling thread. progress gets the stage "tiles",
  * done = views finished (0 at the start, then after each batch) and total
@@ -673,7 +674,7 @@ TsrStatus tsr_convert (const char *hf_dir, const char *out_gguf, const TsrConver
  */
 
 /* Views per batch when TsrVisionParams.batch is 0: products of 4·577 rows,
- * about 60 MB of activations at full size. */
+ * about 90 MB of working memory at full size. */
 #define TSR_VISION_BATCH_DEFAULT 4
 
 typedef struct TsrVision TsrVision;
@@ -729,6 +730,223 @@ TsrStatus   tsr_vision_encode (const TsrVision *vision, TsrPool *pool, const uns
                                int width, int height, size_t stride,
                                const TsrVisionParams *params, float *out, size_t out_count,
                                TsrVisionTimings *timings, TsrError *err);
+
+/* ==== Generation and chat ============================================== *
+ *
+ * A chat session (TsrChat) talks with an internlm2-4khd model the way the
+ * official chat() does (model.md §8): the prompt of §8.2 with the default
+ * meta instruction, BOS before every text segment, each image's rows
+ * spliced where its question says <ImageHere>. A text-only conversation
+ * uses the official text path instead ("<s>" after the BOS: [1, 1, …]).
+ *
+ * The session keeps its keys and values: before each question it builds
+ * the whole prompt, history included, compares it row by row with what
+ * the cache holds, keeps the common part and prefills only the rest. So a
+ * follow-up question costs its own tokens, and the cache always holds
+ * exactly what a fresh prefill of the same prompt would.
+ *
+ * Generation follows transformers 4.33 (the version the model's code
+ * pins) with the stop ids 2 and the model's im_end id:
+ *   greedy     repetition penalty, then the first largest score;
+ *   sampling   repetition penalty → temperature → top-k → top-p, then a
+ *              draw from the session's own generator (seeded: the same
+ *              seed gives the same answer; not torch's random numbers);
+ *   beams      HF beam search (see TSR_GEN_BEAM).
+ * The repetition penalty (HF's: a score s of an id already seen becomes
+ * s/p if s > 0, else s·p, once per id) covers the generated ids, and on
+ * the text path the prompt's ids too, as HF's input_ids do there.
+ * The answer is the decoded text cut at the first im_end text
+ * ("[UNUSED_TOKEN_145]") with the clean-up of model.md §13.11.
+ *
+ * Threads: a session is used by one thread at a time; its callbacks run on
+ * that thread. The TsrLlm, tokenizer and pool must outlive it; the pool is
+ * not shared with other work while a call runs.
+ */
+
+/* What stands for an image in a question. */
+#define TSR_CHAT_IMAGE_TAG "<ImageHere>"
+
+typedef enum {
+  TSR_GEN_GREEDY = 0,
+  TSR_GEN_SAMPLE,
+  /* Beam search as HF's generate(num_beams=B, do_sample=False): scores
+   * are summed log-softmax values (the repetition penalty applies to
+   * them); each step keeps the 2·B best continuations; one ending in a
+   * stop id becomes a finished hypothesis only if it ranks among the
+   * first B, scored sum / length^length_penalty, length being that of
+   * HF's input_ids (generated ids; prompt ids too on the text path);
+   * early_stopping False: stop once B hypotheses are finished and the
+   * best running score / current length cannot beat the worst of them;
+   * at max_new_tokens the running beams join the finished ones; the best
+   * wins. n_beams ≤ 1 is greedy, as in HF. Beams run one after another
+   * (B one-row passes a step) and each keeps its own copy of the cache. */
+  TSR_GEN_BEAM,
+} TsrGenMode;
+
+typedef struct {
+  TsrGenMode mode;
+  int        max_new_tokens;      /* ≥ 0 */
+  float      repetition_penalty;  /* > 0; 1 turns it off */
+  float      temperature;         /* sampling: > 0 */
+  int        top_k;               /* sampling: 0 turns it off */
+  float      top_p;               /* sampling: (0, 1]; 1 turns it off */
+  uint64_t   seed;                /* sampling */
+  int        n_beams;             /* beams: 1 … TSR_GEN_MAX_BEAMS */
+  float      length_penalty;      /* beams */
+} TsrGenParams;
+
+#define TSR_GEN_MAX_BEAMS 16
+
+/* Greedy, 1024 new tokens, repetition penalty 1.005; for sampling HF
+ * chat()'s temperature 1.0, top-p 0.8 and transformers' top-k 50, seed
+ * 0; for beams the README's 3 beams and length penalty 1.0. (HF chat()
+ * samples by default; Tessera answers greedily unless asked.) */
+TsrGenParams tsr_gen_default_params (void);
+
+/* TSR_EINVAL, with the field named, for values out of range. */
+TsrStatus    tsr_gen_check_params (const TsrGenParams *params, TsrError *err);
+
+/* One token at a time, greedy or sampling, over a model's raw logits. */
+typedef struct TsrSampler TsrSampler;
+
+TsrStatus tsr_sampler_new  (const TsrGenParams *params, size_t n_vocab, TsrSampler **sampler,
+                            TsrError *err);
+void      tsr_sampler_free (TsrSampler *sampler);
+/* Forgets the penalised ids and restarts the generator from the seed. */
+void      tsr_sampler_reset (TsrSampler *sampler);
+/* Adds ids to those the repetition penalty applies to (ids out of range
+ * are ignored). */
+void      tsr_sampler_accept (TsrSampler *sampler, const int32_t *ids, size_t n);
+/* The next id for these logits (n_vocab values, changed in place). */
+int32_t   tsr_sampler_next (TsrSampler *sampler, float *logits);
+
+typedef struct TsrChat TsrChat;
+
+/* An image of a question: pixels for the encoder (RGB8 laid out as a
+ * TsrImage, "Image preprocessing" below) at budget hd_num, or its rows,
+ * ready (embd non-NULL: n_rows × n_embd floats, copied). */
+typedef struct {
+  const unsigned char *rgb;
+  int                  width, height;
+  size_t               stride;
+  int                  hd_num;
+  const float         *embd;
+  int                  n_rows;
+} TsrChatImage;
+
+/* How pixels become rows: an encoder fills *rows with n_rows × n_embd
+ * floats (malloc'd; the session frees them) for `image`, polling `abort`
+ * now and then. */
+typedef TsrStatus (*TsrChatEncodeFunc) (void *user_data, const TsrChatImage *image,
+                                        const TsrLlmAbort *abort, float **rows, int *n_rows,
+                                        TsrError *err);
+
+typedef struct {
+  const char        *meta;        /* system text; NULL: the default of model.md §8.1;
+                                   * "": no system block */
+  int                n_ctx;       /* rows the cache can hold; 0: TSR_LLM_MAX_CONTEXT
+                                   * (or the model's context, if smaller) */
+  TsrDType           kv_type;     /* the cache: TSR_DTYPE_F32 or TSR_DTYPE_F16 */
+  /* Images given as pixels go to encode when it is set, else through
+   * vision (tsr_vision_new of the same file) on the session's pool; with
+   * neither, images must come as rows. */
+  TsrChatEncodeFunc  encode;
+  void              *encode_data;
+  const TsrVision   *vision;
+} TsrChatConfig;
+
+/* No encoder, the default meta instruction, the largest context, f32. */
+void        tsr_chat_config_init (TsrChatConfig *config);
+/* The default meta instruction (model.md §8.1), UTF-8. */
+const char *tsr_chat_default_meta (void);
+
+typedef struct {
+  /* The answer as it is generated: `text` is what token `id` added to the
+   * answer, cleaned as the final text is (so the pieces add up to
+   * TsrChatAnswer.text), never half a UTF-8 character; it may be empty
+   * while a character or a possible clean-up is pending, and some text
+   * may come only with a later token. Beam search sends the winner
+   * once it is known. May be NULL. */
+  void (*token) (int32_t id, const char *text, size_t len, void *user_data);
+  /* stage "image" (done/total images), "prefill" (done/total rows to
+   * run), "generate" (tokens done / max_new_tokens). May be NULL. */
+  void (*progress) (const char *stage, int done, int total, void *user_data);
+  /* Polled between layers while prefilling and between tokens; non-zero
+   * stops the question with TSR_ECANCELLED. May be NULL. */
+  int  (*should_abort) (void *user_data);
+  void  *user_data;
+} TsrChatCallbacks;
+
+typedef struct {
+  int    reused_tokens;     /* prompt rows found in the cache */
+  int    prefill_tokens;    /* prompt rows run through the model */
+  double prefill_seconds;
+  int    decode_tokens;     /* tokens generated (for beams: steps) */
+  double decode_seconds;
+  double encode_seconds;    /* images, through the encoder */
+  double prefill_tokens_per_second, decode_tokens_per_second;
+} TsrChatTimings;
+
+typedef enum {
+  TSR_CHAT_STOP_END = 0,    /* a stop id (or the im_end text) */
+  TSR_CHAT_STOP_LENGTH,     /* max_new_tokens */
+  TSR_CHAT_STOP_CONTEXT,    /* the cache is full */
+} TsrChatStop;
+
+typedef struct {
+  char          *text;      /* the final answer, NUL-terminated; malloc'd */
+  int32_t       *ids;       /* the generated ids, stop id excluded; malloc'd */
+  size_t         n_ids;
+  TsrChatStop    stop;
+  TsrChatTimings timings;
+} TsrChatAnswer;
+
+/* Frees what an answer holds and zeroes it. */
+void      tsr_chat_answer_clear (TsrChatAnswer *answer);
+
+/* A session over an internlm2-4khd model with a chat template (im_start
+ * and im_end ids). TSR_EINVAL for other models and for synthetic ones;
+ * TSR_ENOMEM when the cache cannot be had. config may be NULL. */
+TsrStatus tsr_chat_new  (const TsrLlm *llm, const TsrTokenizer *tok, TsrPool *pool,
+                         const TsrChatConfig *config, TsrChat **chat, TsrError *err);
+void      tsr_chat_free (TsrChat *chat);
+/* Starts a new conversation (the cache's memory is kept). */
+void      tsr_chat_reset (TsrChat *chat);
+int       tsr_chat_n_turns (const TsrChat *chat);
+/* Rows the cache holds now. */
+int       tsr_chat_n_cached (const TsrChat *chat);
+
+/* Asks `question`, which holds one TSR_CHAT_IMAGE_TAG per image (else
+ * TSR_EINVAL), and answers it. On success the turn joins the history and
+ * *answer holds the answer (clear it). On failure, TSR_ECANCELLED
+ * included, the conversation is as it was before the call (the cache may
+ * keep rows of this prompt, ready for a new try) and *answer is empty. */
+TsrStatus tsr_chat_ask (TsrChat *chat, const char *question, const TsrChatImage *images,
+                        int n_images, const TsrGenParams *params, const TsrChatCallbacks *cb,
+                        TsrChatAnswer *answer, TsrError *err);
+
+/* The raw logits (n_vocab) of the first answer token to `question`,
+ * without answering it: the conversation does not change. */
+TsrStatus tsr_chat_logits (TsrChat *chat, const char *question, const TsrChatImage *images,
+                           int n_images, const TsrChatCallbacks *cb, float *logits,
+                           TsrError *err);
+
+/* Adds a finished turn to the history without running the model (a
+ * conversation restored from disk): the next question prefills it. */
+TsrStatus tsr_chat_add_turn (TsrChat *chat, const char *question, const TsrChatImage *images,
+                             int n_images, const char *answer, TsrError *err);
+
+/* The rows the next question would be prefilled from: the whole prompt,
+ * history included, as token ids, with −1 − k standing for each row of
+ * image k (counting every image of the conversation); image_rows[i] is
+ * the row count of the question's image i. *rows is malloc'd. */
+TsrStatus tsr_chat_prompt (TsrChat *chat, const char *question, const int *image_rows,
+                           int n_images, int32_t **rows, size_t *n_rows, TsrError *err);
+
+/* The clean-up of model.md §13.11 in place (" ." → ".", " n't" → "n't",
+ * …, each replacement over the whole text in HF's order); returns the
+ * new length and keeps the text NUL-terminated. */
+size_t    tsr_chat_clean_up (char *text, size_t len);
 
 /* ==== Compute: BLAS set-up and the kernel benchmark ==================== *
  *

@@ -407,7 +407,9 @@ plan (Conv *c, const char *gguf, const char *hf, Kind kind, RowMap map, int sque
   memset (&o, 0, sizeof o);
   if ((st = find_src (c, hf, gguf, n, want, squeeze, hint, &o.src)) != TSR_OK)
     return st;
-  snprintf (o.name, sizeof o.name, "%s", gguf);
+  if (strlen (gguf) >= sizeof o.name)
+    return tsr_error_set (c->err, TSR_ETOOLARGE, "the tensor name '%s' is longer than GGUF allows", gguf);
+  memcpy (o.name, gguf, strlen (gguf) + 1);
   o.map = map;
   o.q_per_kv = c->hp.H / c->hp.Hkv;
   o.hd = c->hp.hd;
@@ -474,7 +476,7 @@ static TsrStatus
 plan_all (Conv *c)
 {
   const Hparams *hp;
-  char g[TSR_GGUF_NAME_MAX + 1], h[200], hint[96];
+  char g[96], h[200], hint[96];
   const char *v = "vit.vision_tower.vision_model.";
   int64_t QKV, Q, KV, E, F, rq, ro, rg, ru, rd, VE, VF, M;
   TsrStatus st;
@@ -932,6 +934,35 @@ share (uint64_t n, int i, int nth)
   return (n * (uint64_t) i / (uint64_t) nth) & ~(uint64_t) (TSR_QK - 1);
 }
 
+/* Index of the first NaN or infinity among n raw values, or n. */
+static size_t
+first_nonfinite (TsrDType t, const unsigned char *p, size_t n)
+{
+  size_t bad = n;
+  if (t == TSR_DTYPE_F32)
+    {
+      for (size_t i = 0; i < n; i++)
+        {
+          uint32_t u;
+          memcpy (&u, p + 4 * i, 4);
+          if ((u & 0x7f800000u) == 0x7f800000u && bad == n)
+            bad = i;
+        }
+    }
+  else
+    {
+      uint16_t mask = t == TSR_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+      for (size_t i = 0; i < n; i++)
+        {
+          uint16_t h;
+          memcpy (&h, p + 2 * i, 2);
+          if ((h & mask) == mask && bad == n)
+            bad = i;
+        }
+    }
+  return bad;
+}
+
 static void
 job_run (void *ctx, int ith, int nth)
 {
@@ -939,8 +970,12 @@ job_run (void *ctx, int ith, int nth)
   const Out *o = j->o;
   uint64_t a = share (j->n, ith, nth), b = share (j->n, ith + 1, nth), v, row_len = (uint64_t) o->row_len;
   size_t bv = tsr_dtype_block_values (o->type), bb = tsr_dtype_block_bytes (o->type);
+  /* Kept in its own type (the default for a bf16 checkpoint): the bytes
+   * are the answer, and going through f32 would only cost time. */
+  int same = o->type == o->src->dtype;
 
   j->st[ith] = TSR_OK;
+  j->err_at[ith] = j->v0 + a;
   if (a >= b)
     return;
   for (v = a; v < b;)
@@ -948,11 +983,27 @@ job_run (void *ctx, int ith, int nth)
       uint64_t out_v = j->v0 + v, row = out_v / row_len, col = out_v % row_len;
       uint64_t len = row_len - col < b - v ? row_len - col : b - v;
       uint64_t s = src_row (o, row) * row_len + col;
-      to_f32 (o->src->dtype, j->src + s * j->esize, j->f + v, (size_t) len);
+      if (same)
+        memcpy (j->q + v * j->esize, j->src + s * j->esize, (size_t) (len * j->esize));
+      else
+        to_f32 (o->src->dtype, j->src + s * j->esize, j->f + v, (size_t) len);
       v += len;
     }
+  if (same)
+    {
+      /* The same refusal tsr_quantize_row gives, for the same reason: a
+       * NaN in a weight is damage, not data. */
+      size_t bad = first_nonfinite (o->type, j->q + a * j->esize, (size_t) (b - a));
+      if (bad < b - a)
+        {
+          j->st[ith] = tsr_error_set (&j->errs[ith], TSR_EINVAL, "value %llu is not a finite number; "
+                                      "the source tensor is damaged",
+                                      (unsigned long long) (j->v0 + a + bad));
+          j->err_at[ith] = 0;   /* the index above is already the tensor's */
+        }
+      return;
+    }
   j->st[ith] = tsr_quantize_row (o->type, j->f + a, j->q + a / bv * bb, (size_t) (b - a), &j->errs[ith]);
-  j->err_at[ith] = j->v0 + a;
 }
 
 typedef struct {
@@ -1003,10 +1054,14 @@ convert_one (Conv *c, Work *wk, TsrGgufWriter *w, const Out *o)
         }
       else
         job_run (&j, 0, 1);
+      /* tsr_quantize_row counts values from the start of its piece. */
       for (int i = 0; i < nth; i++)
-        if (wk->st[i] != TSR_OK)
-          return tsr_error_set (c->err, wk->st[i], "cannot store '%s' (from '%s') as %s: counting from "
-                                "value %llu of it, %s", o->name, o->src->name, tsr_dtype_name (o->type),
+        if (wk->st[i] != TSR_OK && wk->err_at[i] == 0)
+          return tsr_error_set (c->err, wk->st[i], "cannot store '%s' (from '%s') as %s: %s", o->name,
+                                o->src->name, tsr_dtype_name (o->type), wk->errs[i].message);
+        else if (wk->st[i] != TSR_OK)
+          return tsr_error_set (c->err, wk->st[i], "cannot store '%s' (from '%s') as %s, in its values "
+                                "from %llu on: %s", o->name, o->src->name, tsr_dtype_name (o->type),
                                 (unsigned long long) wk->err_at[i], wk->errs[i].message);
       if ((st = tsr_gguf_writer_append (w, j.q, (size_t) (j.n / bv * bb), c->err)) != TSR_OK)
         return st;
@@ -1020,7 +1075,9 @@ convert_one (Conv *c, Work *wk, TsrGgufWriter *w, const Out *o)
           done.nbytes = (size_t) ((v0 + j.n) * j.esize);
           tsr_checkpoint_release (c->ck, &done);
         }
-      report (c, "converting", o->name);
+      /* The last step is reported by the caller, with the tensor counted. */
+      if (v0 + j.n < o->n_values)
+        report (c, "converting", o->name);
     }
   if (o->last_use)
     tsr_checkpoint_release (c->ck, o->src);
@@ -1061,7 +1118,10 @@ stream (Conv *c, TsrGgufWriter *w)
       report (c, "converting", c->outs[i].name);
       st = convert_one (c, &wk, w, &c->outs[i]);
       if (st == TSR_OK)
-        c->prog.tensors_done++;
+        {
+          c->prog.tensors_done++;
+          report (c, "converting", c->outs[i].name);
+        }
     }
 
   tsr_pool_free (wk.pool);

@@ -22,8 +22,8 @@
 #define TSR_CONVERT_VIT_EPS         1e-5
 
 /* PLoRA alphas when config.json has no "plora_alpha" (model.md §3): the
- * PLoRA class default of 16 for wqkv, and lora_alpha = r = 256 for the
- * others as the 4KHD checkpoint was trained. */
+ * PLoRA class default of 16 for wqkv (scale 2.0 at rank 8), and 256 for
+ * wo, w1, w2, w3 (scale 1.0 at rank 256), the scales LMDeploy uses. */
 #define TSR_CONVERT_ALPHA_WQKV      16.0
 #define TSR_CONVERT_ALPHA_OTHER     256.0
 

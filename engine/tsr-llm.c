@@ -285,6 +285,33 @@ tsr_llm_state_rewind (TsrLlmState *s, int pos)
     s->pos = pos;
 }
 
+TsrStatus
+tsr_llm_state_copy (TsrLlmState *dst, const TsrLlmState *src, int from, TsrError *err)
+{
+  const TsrLlm *m = src->llm;
+  size_t kvd = (size_t) m->info.n_head_kv * m->info.n_head_dim;
+  size_t esize = src->kv_type == TSR_DTYPE_F16 ? 2 : 4;
+
+  if (dst->llm != src->llm || dst->kv_type != src->kv_type)
+    return tsr_error_set (err, TSR_EINVAL, "Keys and values can be copied only between states of "
+                          "one model and one type.");
+  if (from < 0 || from > dst->pos || from > src->pos)
+    return tsr_error_set (err, TSR_EINVAL, "Cannot copy from row %d: the states hold %d and %d rows.",
+                          from, dst->pos, src->pos);
+  if (src->pos > dst->n_ctx)
+    return tsr_error_set (err, TSR_ETOOLARGE, "%d rows do not fit a state of %d.", src->pos, dst->n_ctx);
+  for (uint32_t l = 0; l < m->info.n_layer; l++)
+    {
+      size_t so = ((size_t) l * src->n_ctx + (size_t) from) * kvd * esize;
+      size_t d_o = ((size_t) l * dst->n_ctx + (size_t) from) * kvd * esize;
+      size_t n = (size_t) (src->pos - from) * kvd * esize;
+      memcpy ((unsigned char *) dst->k_cache + d_o, (const unsigned char *) src->k_cache + so, n);
+      memcpy ((unsigned char *) dst->v_cache + d_o, (const unsigned char *) src->v_cache + so, n);
+    }
+  dst->pos = src->pos;
+  return TSR_OK;
+}
+
 /* ==== Pieces of the forward pass ======================================== */
 
 static void

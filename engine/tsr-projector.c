@@ -6,8 +6,101 @@
  */
 #include "tsr-projector.h"
 
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
+
+#include "tsr-blas.h"
+#include "tsr-error.h"
+
+/* ==== Products ========================================================== */
+
+/* Dequantised weight rows a thread holds at once: 8 MB, so X is packed
+ * once per 2048 rows of K = 1024 or 512 rows of K = 4096. */
+#define CHUNK_FLOATS ((size_t) 2 << 20)
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void
+blas_setup (void)
+{
+  /* Our pool is the parallelism; OpenBLAS must not start threads of its own. */
+  tsr_blas_init ();
+}
+
+size_t
+tsr_vision_product_scratch (int n_threads)
+{
+  return (size_t) n_threads * CHUNK_FLOATS;
+}
+
+typedef struct {
+  const TsrKernelTable *kt;
+  const TsrWeights     *w;
+  const float          *x;
+  int64_t               m, ldx;
+  float                *y;
+  int64_t               ldy;
+  float                *scratch;
+  int                   ti;
+} ProductJob;
+
+static void
+product_job (void *ctx, int ith, int nth)
+{
+  ProductJob *j = ctx;
+  const TsrWeights *w = j->w;
+  int64_t n0 = w->rows * ith / nth, n1 = w->rows * (ith + 1) / nth, k = w->cols;
+  int64_t chunk = j->ti == 0 ? n1 - n0 : (int64_t) (CHUNK_FLOATS / (size_t) k);
+  float *buf = j->scratch + (size_t) ith * CHUNK_FLOATS;
+
+  if (chunk < 1)
+    chunk = 1;
+  for (int64_t r0 = n0; r0 < n1; r0 += chunk)
+    {
+      int64_t rows = n1 - r0 < chunk ? n1 - r0 : chunk;
+      const unsigned char *src = (const unsigned char *) w->data + (size_t) r0 * w->row_bytes;
+      const float *b = (const float *) src;
+      int64_t ldb = (int64_t) (w->row_bytes / sizeof (float));
+
+      if (j->ti != 0)
+        {
+          for (int64_t r = 0; r < rows; r++)
+            j->kt->dequantize[j->ti] (src + (size_t) r * w->row_bytes, buf + r * k, k);
+          b = buf;
+          ldb = k;
+        }
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) j->m, (int) rows, (int) k, 1.0f,
+                   j->x, (int) j->ldx, b, (int) ldb, 0.0f, j->y + r0, (int) j->ldy);
+    }
+}
+
+TsrStatus
+tsr_vision_product (TsrPool *pool, TsrIsa isa, const TsrWeights *w, const float *x, int64_t m,
+                    int64_t ldx, float *y, int64_t ldy, float *scratch, TsrError *err)
+{
+  ProductJob job;
+
+  if (m < TSR_GEMM_MIN_ROWS || (w->type != TSR_DTYPE_F32 && scratch == NULL) ||
+      (w->type == TSR_DTYPE_F32 && w->row_bytes % sizeof (float) != 0) ||
+      tsr_kernel_type_index (w->type) < 0 || !tsr_isa_available (isa) ||
+      m > INT32_MAX || w->cols > INT32_MAX || ldx > INT32_MAX || ldy > INT32_MAX)
+    /* Few rows, or anything unusual: the general code checks and copes. */
+    return tsr_matmul (pool, isa, w, x, m, ldx, y, ldy, err);
+  pthread_once (&blas_once, blas_setup);
+  job.kt = isa == TSR_ISA_AVX2 ? &tsr_kernels_avx2 : &tsr_kernels_scalar;
+  job.w = w;
+  job.x = x;
+  job.m = m;
+  job.ldx = ldx;
+  job.y = y;
+  job.ldy = ldy;
+  job.scratch = scratch;
+  job.ti = tsr_kernel_type_index (w->type);
+  tsr_pool_run (pool, product_job, &job);
+  return TSR_OK;
+}
 
 /* ==== Layout =========================================================== */
 
@@ -39,15 +132,32 @@ tsr_layout_token_row (int rows, int cols, int g, int view, int r, int c)
   return grid_start (g) + ((size_t) i * G + (size_t) r) * row_len + (size_t) j * G + (size_t) c;
 }
 
+size_t
+tsr_layout_sub_gn_row (int rows, int cols, int g, int n)
+{
+  size_t G = (size_t) g, row_len = (size_t) cols * G + 1;
+
+  (void) rows;
+  if (n < g)
+    return (size_t) n * (G + 1) + G;
+  return grid_start (g) + (size_t) (n - g) * row_len + row_len - 1;
+}
+
+size_t
+tsr_layout_glb_gn_row (int g)
+{
+  return (size_t) g * (size_t) (g + 1);
+}
+
 void
 tsr_layout_describe (int rows, int cols, int g, TsrLayoutEntry *entries)
 {
-  size_t n = tsr_layout_n_rows (rows, cols, g), G = (size_t) g;
+  size_t n = tsr_layout_n_rows (rows, cols, g);
 
   /* Every row no token claims is a separator: sub_GN but for one. */
   for (size_t i = 0; i < n; i++)
     entries[i] = (TsrLayoutEntry) { TSR_LAYOUT_SUB_GN, -1, -1, -1 };
-  entries[G * (G + 1)].kind = TSR_LAYOUT_GLB_GN;
+  entries[tsr_layout_glb_gn_row (g)].kind = TSR_LAYOUT_GLB_GN;
   for (int v = 0; v <= rows * cols; v++)
     for (int r = 0; r < g; r++)
       for (int c = 0; c < g; c++)
@@ -81,14 +191,11 @@ tsr_projector_assemble (int rows, int cols, int side, int c, const float *const 
                         size_t ld, const float *sub_gn, const float *glb_gn, float *seq)
 {
   int g = side / 2;
-  size_t width = 4 * (size_t) c, G = (size_t) g, row_len = (size_t) cols * G + 1;
+  size_t width = 4 * (size_t) c;
 
-  for (size_t r = 0; r < G; r++)
-    memcpy (seq + (r * (G + 1) + G) * width, sub_gn, width * sizeof (float));
-  memcpy (seq + G * (G + 1) * width, glb_gn, width * sizeof (float));
-  for (size_t R = 0; R < (size_t) rows * G; R++)
-    memcpy (seq + (grid_start (g) + R * row_len + row_len - 1) * width, sub_gn,
-            width * sizeof (float));
+  for (int n = 0; n < g * (rows + 1); n++)
+    memcpy (seq + tsr_layout_sub_gn_row (rows, cols, g, n) * width, sub_gn, width * sizeof (float));
+  memcpy (seq + tsr_layout_glb_gn_row (g) * width, glb_gn, width * sizeof (float));
 
   for (int v = 0; v <= rows * cols; v++)
     for (int r = 0; r < g; r++)
@@ -136,19 +243,19 @@ bias_job (void *ctx, int ith, int nth)
 
 TsrStatus
 tsr_projector_mlp (const TsrProjector *p, TsrPool *pool, TsrIsa isa, const float *x, int64_t m,
-                   float *tmp, float *y, TsrError *err)
+                   float *tmp, float *y, float *scratch, TsrError *err)
 {
   BiasJob job;
   TsrStatus st;
 
   if (m == 0)
     return TSR_OK;
-  st = tsr_matmul (pool, isa, &p->w0, x, m, p->n_in, tmp, p->n_out, err);
+  st = tsr_vision_product (pool, isa, &p->w0, x, m, p->n_in, tmp, p->n_out, scratch, err);
   if (st != TSR_OK)
     return st;
   job = (BiasJob) { tmp, p->b0, m, p->n_out, 1 };
   tsr_pool_run (pool, bias_job, &job);
-  st = tsr_matmul (pool, isa, &p->w2, tmp, m, p->n_out, y, p->n_out, err);
+  st = tsr_vision_product (pool, isa, &p->w2, tmp, m, p->n_out, y, p->n_out, scratch, err);
   if (st != TSR_OK)
     return st;
   job = (BiasJob) { y, p->b2, m, p->n_out, 0 };

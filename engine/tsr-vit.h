@@ -7,8 +7,7 @@
  * batch·577 rows, which keeps the panel path of tsr_matmul busy, while the
  * activations stay a fixed size whatever the image (about 14 MB a view at
  * full size). The public API (tessera-engine.h, "Vision") is built on the
- * functions here; a chat session calls tsr_vision_encode_pool with its own
- * pool.
+ * functions here.
  */
 #ifndef TSR_VIT_H
 #define TSR_VIT_H
@@ -62,6 +61,10 @@ float      *tsr_vit_work_view  (TsrVitWork *work, int i);
  * n_embd floats, n_embd apart. Valid until the next forward. */
 const float *tsr_vit_work_features (const TsrVitWork *work, int i);
 
+/* Scratch for tsr_vision_product (and so tsr_projector_mlp) on this
+ * work's threads; shared, so not during a forward. */
+float      *tsr_vit_work_scratch (TsrVitWork *work);
+
 /* Time spent in the last forwards, summed until reset. */
 typedef struct {
   double products_ms;     /* the linear layers and the patch embedding */
@@ -71,12 +74,17 @@ typedef struct {
 
 void        tsr_vit_work_profile (TsrVitWork *work, TsrVitProfile *profile, int reset);
 
+/* How the linear layers are multiplied. Benchmarks compare the three. */
+typedef enum {
+  TSR_VIT_PRODUCTS_VISION = 0,   /* tsr_vision_product: what the encoder uses */
+  TSR_VIT_PRODUCTS_MATMUL,       /* tsr_matmul, the engine's general products */
+  TSR_VIT_PRODUCTS_OPENBLAS,     /* f32 only: one sgemm on OpenBLAS's own threads, the yardstick */
+} TsrVitProducts;
+
 typedef struct {
   int   (*abort) (void *user_data);   /* polled before every layer; NULL: never */
   void   *user_data;
-  /* Benchmarks only: run the products through OpenBLAS's own threads
-   * (f32 weights) instead of tsr_matmul, as the yardstick. */
-  int     blas_reference;
+  TsrVitProducts products;
 } TsrVitRun;
 
 /* The first n_views input slots through the tower. TSR_ECANCELLED when
@@ -94,11 +102,6 @@ struct TsrVision
   void        **owned;      /* buffers this handle allocated (random or converted weights) */
   size_t        n_owned;
 };
-
-/* tsr_vision_encode on the caller's pool (params->n_threads is ignored). */
-TsrStatus   tsr_vision_encode_pool (const TsrVision *vision, TsrPool *pool, const TsrImage *image,
-                                    const TsrVisionParams *params, float *out, size_t out_count,
-                                    TsrVisionTimings *timings, TsrError *err);
 
 /* A model of the given dimensions (info's image_size … n_out) with random
  * weights of `type` in memory, for benchmarks. Matrices that cannot be
