@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tessera-cli.h"
 #include "tessera-engine.h"
@@ -70,6 +71,8 @@ static const char help_ask[] =
   "  --kv-f16                keep keys and values as f16: half the memory\n"
   "  --threads N             worker threads (default: one per core)\n"
   "\n"
+  "Greedy is the default, so a question gets the same answer each time; the official chat()\n"
+  "samples (--temperature 1 does as it does). The README's demo uses --beams 3.\n"
   "The answer goes to stdout as it is written; timings go to stderr. Ctrl-C stops the answer.\n";
 
 /* Returns −1 when the arguments are good, else the exit code. */
@@ -204,11 +207,33 @@ should_abort (void *user_data)
   return interrupted;
 }
 
+/* On a terminal, where a long image or prompt has got to; the line is
+ * wiped before the answer starts. */
+static void
+on_progress (const char *stage, int done, int total, void *user_data)
+{
+  int *shown = user_data;
+  if (strcmp (stage, "generate") == 0)
+    {
+      if (*shown)
+        fputs ("\r\033[K", stderr);
+      *shown = 0;
+      return;
+    }
+  fprintf (stderr, "\r\033[K%s %d/%d", strcmp (stage, "tiles") == 0 ? "image views" : stage, done, total);
+  *shown = 1;
+}
+
 static void
 on_token (int32_t id, const char *text, size_t len, void *user_data)
 {
+  int *shown = user_data;
   (void) id;
-  (void) user_data;
+  if (shown != NULL && *shown)
+    {
+      fputs ("\r\033[K", stderr);
+      *shown = 0;
+    }
   if (len > 0)
     {
       fwrite (text, 1, len, stdout);
@@ -239,6 +264,7 @@ run (int argc, char **argv, int ask)
   char *question = NULL;
   float *logits = NULL;
   struct sigaction sa;
+  int shown = 0;
 
   if (rc >= 0)
     return rc;
@@ -312,10 +338,16 @@ run (int argc, char **argv, int ask)
   sigaction (SIGINT, &sa, NULL);
   memset (&cb, 0, sizeof cb);
   cb.should_abort = should_abort;
+  if (isatty (STDERR_FILENO))
+    {
+      cb.progress = on_progress;
+      cb.user_data = &shown;
+    }
 
   if (!ask)
     {
       size_t shape[1];
+      int ok;
       shape[0] = tsr_llm_info (llm)->n_vocab;
       logits = malloc (shape[0] * sizeof *logits);
       if (logits == NULL)
@@ -323,8 +355,11 @@ run (int argc, char **argv, int ask)
           rc = cli_fail (CLI_EXIT_RUNTIME, "out of memory");
           goto done;
         }
-      if (tsr_chat_logits (chat, question, a.image ? &image : NULL, a.image ? 1 : 0, &cb, logits, &err) != TSR_OK ||
-          tsr_npy_write_f32 (a.out, logits, 1, shape, &err) != TSR_OK)
+      ok = tsr_chat_logits (chat, question, a.image ? &image : NULL, a.image ? 1 : 0, &cb, logits, &err) == TSR_OK &&
+           tsr_npy_write_f32 (a.out, logits, 1, shape, &err) == TSR_OK;
+      if (shown)
+        fputs ("\r\033[K", stderr);
+      if (!ok)
         {
           rc = cli_fail (CLI_EXIT_RUNTIME, "%s", err.message);
           goto done;
@@ -353,6 +388,8 @@ run (int argc, char **argv, int ask)
   if (tsr_chat_ask (chat, question, a.image ? &image : NULL, a.image ? 1 : 0, &params, &cb, &answer, &err) !=
       TSR_OK)
     {
+      if (shown)
+        fputs ("\r\033[K", stderr);
       if (err.status == TSR_ECANCELLED)
         putchar ('\n');
       rc = cli_fail (CLI_EXIT_RUNTIME, "%s", err.status == TSR_ECANCELLED ? "stopped" : err.message);

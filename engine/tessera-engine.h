@@ -753,7 +753,7 @@ TsrStatus   tsr_vision_encode (const TsrVision *vision, TsrPool *pool, const uns
  *              seed gives the same answer; not torch's random numbers);
  *   beams      HF beam search (see TSR_GEN_BEAM).
  * The repetition penalty (HF's: a score s of an id already seen becomes
- * s/p if s > 0, else s·p, once per id) covers the generated ids, and on
+ * s·p if s < 0, else s/p, once per id) covers the generated ids, and on
  * the text path the prompt's ids too, as HF's input_ids do there.
  * The answer is the decoded text cut at the first im_end text
  * ("[UNUSED_TOKEN_145]") with the clean-up of model.md §13.11.
@@ -771,7 +771,8 @@ typedef enum {
   TSR_GEN_SAMPLE,
   /* Beam search as HF's generate(num_beams=B, do_sample=False): scores
    * are summed log-softmax values (the repetition penalty applies to
-   * them); each step keeps the 2·B best continuations; one ending in a
+   * them); each step ranks the 2·B best continuations (3·B here, which
+ * differs only where HF raises "at most B tokens … eos"); one ending in a
    * stop id becomes a finished hypothesis only if it ranks among the
    * first B, scored sum / length^length_penalty, length being that of
    * HF's input_ids (generated ids; prompt ids too on the text path);
@@ -865,8 +866,8 @@ typedef struct {
    * answer, cleaned as the final text is (so the pieces add up to
    * TsrChatAnswer.text), never half a UTF-8 character; it may be empty
    * while a character or a possible clean-up is pending, and some text
-   * may come only with a later token. Beam search sends the winner
-   * once it is known. May be NULL. */
+   * may come only with a later token (id −1: what the end released).
+   * Beam search sends the winner once it is known. May be NULL. */
   void (*token) (int32_t id, const char *text, size_t len, void *user_data);
   /* stage "image" (done/total images), "prefill" (done/total rows to
    * run), "generate" (tokens done / max_new_tokens). May be NULL. */
@@ -918,9 +919,11 @@ int       tsr_chat_n_cached (const TsrChat *chat);
 
 /* Asks `question`, which holds one TSR_CHAT_IMAGE_TAG per image (else
  * TSR_EINVAL), and answers it. On success the turn joins the history and
- * *answer holds the answer (clear it). On failure, TSR_ECANCELLED
- * included, the conversation is as it was before the call (the cache may
- * keep rows of this prompt, ready for a new try) and *answer is empty. */
+ * *answer holds the answer (clear it). A prompt that does not fit the
+ * context gives TSR_ETOOLARGE (HF would cut it at max_length). On
+ * failure, TSR_ECANCELLED included, the conversation is as it was before
+ * the call (the cache may keep rows of this prompt, ready for a new try)
+ * and *answer is empty. */
 TsrStatus tsr_chat_ask (TsrChat *chat, const char *question, const TsrChatImage *images,
                         int n_images, const TsrGenParams *params, const TsrChatCallbacks *cb,
                         TsrChatAnswer *answer, TsrError *err);

@@ -399,6 +399,8 @@ typedef struct {
   const TsrVitLayer *layer, *next;
 } Fwd;
 
+/* Attention calls sgemm from every thread of the pool at once: OpenBLAS
+ * must run each call on the calling thread alone. */
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 
 static void

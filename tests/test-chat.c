@@ -541,12 +541,25 @@ expand_prompt (const cJSON *prompt, size_t *n)
   return v;
 }
 
+/* A session for a case: its meta instruction (null: the default). */
+static TsrChat *
+case_chat (TsrPool *pool, const cJSON *cs)
+{
+  TsrChatConfig cfg;
+  const cJSON *meta = jget (cs, "meta");
+  tsr_chat_config_init (&cfg);
+  if (cJSON_IsString (meta))
+    cfg.meta = meta->valuestring;
+  return new_chat (pool, &cfg);
+}
+
 /* A session holding every turn of the case but the last, without running
  * the model. */
 static TsrChat *
-session_with_history (TsrPool *pool, const cJSON *turns)
+session_with_history (TsrPool *pool, const cJSON *cs)
 {
-  TsrChat *c = new_chat (pool, NULL);
+  const cJSON *turns = jget (cs, "turns");
+  TsrChat *c = case_chat (pool, cs);
   int n = cJSON_GetArraySize (turns);
   TsrError err;
   for (int i = 0; i < n - 1; i++)
@@ -570,7 +583,7 @@ test_prompts (void)
     {
       const cJSON *turns = jget (cs, "turns");
       const cJSON *last = cJSON_GetArrayItem (turns, cJSON_GetArraySize (turns) - 1);
-      TsrChat *c = session_with_history (pool1, turns);
+      TsrChat *c = session_with_history (pool1, cs);
       int ni = jget (last, "images")->valueint;
       int32_t *got = NULL, *want;
       size_t n_got = 0, n_want;
@@ -647,7 +660,7 @@ test_cases (void)
       size_t n_ref;
       float *ref = read_npy (jstr (last, "logits"), &n_ref);
       float *got = malloc (n_vocab * sizeof *got), *full = malloc (n_vocab * sizeof *full);
-      TsrChat *b = session_with_history (pool1, turns), *a = new_chat (pool1, NULL);
+      TsrChat *b = session_with_history (pool1, cs), *a = case_chat (pool1, cs);
       TsrChatAnswer ans;
       TsrGenParams gp = greedy_params (jget (manifest, "max_new_tokens")->valueint);
       int prev_prompt = 0;
@@ -705,6 +718,8 @@ test_cases (void)
           if (!ids_equal (ans.ids, ans.n_ids, jget (turn, "greedy")))
             print_ids ("got", ans.ids, ans.n_ids);
           CHECK (strcmp (ans.text, jstr (turn, "answer")) == 0, "%s turn %d: answer text differs", name, t + 1);
+          CHECK ((ans.stop == TSR_CHAT_STOP_END) == (strcmp (jstr (turn, "greedy_stop"), "end") == 0),
+                 "%s turn %d: stop %d, want %s", name, t + 1, ans.stop, jstr (turn, "greedy_stop"));
           /* Greedy to the length limit: every answer token but the last is
            * in the cache. */
           prev_prompt = ans.timings.reused_tokens + ans.timings.prefill_tokens;
@@ -722,7 +737,7 @@ test_cases (void)
       tsr_chat_free (b);
 
       /* 3 beams, as HF's generate(num_beams=3). */
-      b = session_with_history (pool1, turns);
+      b = session_with_history (pool1, cs);
       gp.mode = TSR_GEN_BEAM;
       gp.n_beams = 3;
       CHECK (ask (b, jstr (last, "question"), ni, &gp, NULL, &ans, &err) == TSR_OK, "%s beams: %s", name,
@@ -731,6 +746,8 @@ test_cases (void)
       if (!ids_equal (ans.ids, ans.n_ids, jget (last, "beam3")))
         print_ids ("got", ans.ids, ans.n_ids);
       CHECK (strcmp (ans.text, jstr (last, "beam3_answer")) == 0, "%s: 3-beam answer differs", name);
+      CHECK ((ans.stop == TSR_CHAT_STOP_END) == (strcmp (jstr (last, "beam3_stop"), "end") == 0),
+             "%s: 3 beams stop %d, want %s", name, ans.stop, jstr (last, "beam3_stop"));
       tsr_chat_answer_clear (&ans);
       /* After beams the session goes on: the follow-up reuses the prompt. */
       gp = greedy_params (4);
@@ -741,7 +758,7 @@ test_cases (void)
       tsr_chat_free (b);
 
       /* One beam is greedy. */
-      b = session_with_history (pool1, turns);
+      b = session_with_history (pool1, cs);
       gp = greedy_params (jget (manifest, "max_new_tokens")->valueint);
       gp.mode = TSR_GEN_BEAM;
       gp.n_beams = 1;
@@ -778,7 +795,7 @@ abort_then_again (const char *case_name, TsrGenMode mode, int at_poll, int at_to
   int n_turns = cJSON_GetArraySize (turns);
   const cJSON *last = cJSON_GetArrayItem (turns, n_turns - 1);
   int ni = jget (last, "images")->valueint;
-  TsrChat *c = new_chat (pool1, NULL);
+  TsrChat *c = case_chat (pool1, find_case (case_name));
   TsrGenParams gp = greedy_params (jget (manifest, "max_new_tokens")->valueint);
   TsrChatAnswer ans;
   TsrError err;
@@ -831,6 +848,7 @@ test_abort (void)
   abort_then_again ("image-2turn", TSR_GEN_GREEDY, 0, 7);
   /* During beam search (polled between steps). */
   abort_then_again ("image", TSR_GEN_BEAM, 14, 0);
+  abort_then_again ("short", TSR_GEN_BEAM, 4, 0);
 }
 
 /* ==== Sampling, threads, limits ========================================= */

@@ -708,6 +708,61 @@ test_types (const TsrVision *v, TsrPool *pool, Case *cases, int n_cases)
     }
 }
 
+/* Random weights made in memory, as `tessera-cli bench vision` makes them
+ * at full size: they must load and encode to finite values. */
+static void
+test_random (TsrPool *pool, Case *c)
+{
+  TsrVisionInfo dims = { 0 };
+  TsrDType types[] = { TSR_DTYPE_F32, TSR_DTYPE_BF16, TSR_DTYPE_Q8_0 };
+  TsrError err;
+
+  dims.image_size = 336;
+  dims.patch_size = 14;
+  dims.n_embd = 64;
+  dims.n_layer = 1;
+  dims.n_head = 2;
+  dims.n_ff = 96;
+  dims.eps = 1e-5f;
+  dims.n_out = 32;
+  for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+    {
+      TsrVision *v = NULL;
+      snprintf (current, sizeof current, "random %s weights", tsr_dtype_name (types[t]));
+      if (tsr_vision_new_random (&dims, types[t], 42, &v, &err) != TSR_OK)
+        {
+          fail ("%s", err.message);
+          continue;
+        }
+      const TsrVisionInfo *in = tsr_vision_info (v);
+      CHECK (in->type == types[t] && in->head_dim == 32 && in->n_merge == 256 && in->n_out == 32 &&
+             in->flops_per_view > 0, "info");
+      /* The patch embedding's rows of 588 are no whole q8_0 blocks. */
+      CHECK (v->vit.patch_embd.type == (types[t] == TSR_DTYPE_Q8_0 ? TSR_DTYPE_F32 : types[t]),
+             "patch embedding is %s", tsr_dtype_name (v->vit.patch_embd.type));
+      size_t n = (size_t) c->tokens * 32;
+      float *out = malloc (n * sizeof (float));
+      if (encode (v, pool, c, 0, NULL, out, NULL, &err) != TSR_OK)
+        fail ("%s", err.message);
+      else
+        {
+          size_t bad = 0;
+          for (size_t i = 0; i < n; i++)
+            bad += !isfinite (out[i]);
+          CHECK (bad == 0, "%zu values are not finite", bad);
+        }
+      free (out);
+      tsr_vision_free (v);
+    }
+  snprintf (current, sizeof current, "random weights, bad geometry");
+  dims.patch_size = 16;
+  {
+    TsrVision *v = (TsrVision *) 1;
+    CHECK (tsr_vision_new_random (&dims, TSR_DTYPE_F32, 1, &v, &err) == TSR_EFORMAT && v == NULL,
+           "patch 16 accepted");
+  }
+}
+
 /* ==== 5. Refusals ======================================================= */
 
 static void
@@ -875,6 +930,7 @@ main (int argc, char **argv)
   test_invariance (vision, &cases[n_cases - 1]);
   test_abort (vision, pool, &cases[n_cases - 1]);
   test_types (vision, pool, cases, n_cases);
+  test_random (pool, &cases[0]);
   test_errors (vision, pool, &cases[0], dir, other_dir, argc > 3 ? argv[3] : NULL);
 
   tsr_pool_free (pool);

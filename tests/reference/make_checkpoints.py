@@ -130,8 +130,10 @@ def tensor_specs():
         ("vision_proj.0.bias", (HIDDEN,), "bias"),
         ("vision_proj.2.weight", (HIDDEN, HIDDEN), "w"),
         ("vision_proj.2.bias", (HIDDEN,), "bias"),
-        ("plora_glb_GN", (1, 1, HIDDEN), "w"),
-        ("plora_sub_GN", (1, 1, 1, HIDDEN), "w"),
+        # The separator tokens join the merged 2×2 vision features, before the
+        # projector: 4 × the vision width (model.md §6.5), not the LLM width.
+        ("plora_glb_GN", (1, 1, 4 * VIT_HIDDEN), "w"),
+        ("plora_sub_GN", (1, 1, 1, 4 * VIT_HIDDEN), "w"),
     ]
     return s
 

@@ -39,7 +39,8 @@
 #
 # Written into OUT_DIR:
 #   cases.json            prompts (ids, and {"image": k, "rows": n} blocks),
-#                         answers, greedy and beam ids, files below
+#                         answers, greedy and beam ids, files below; a
+#                         case's "meta" is null for the default (§8.1)
 #   image.png             the test image (200×100, RGB)
 #   image-embd.npy        its embeddings at HD-2 [457, 64] f32: the rows the
 #                         decoder reads, so the chat can be tested apart from
@@ -406,15 +407,15 @@ def beam_search(model, tok, h, mask, prompt_ids, max_new, B):
     hyps, worst = [], 1e9
     done = False
 
-    def add(hyp, s):
+    def add(hyp, s, ended):
         nonlocal worst
         # HF divides by len(input_ids), which is 0 when an image-path
         # answer ends at its first token (a ZeroDivisionError there); 1 here.
         score = s / (max(len(hyp), 1) ** 1.0)
         if len(hyps) < B or score > worst:
-            hyps.append((score, hyp))
+            hyps.append((score, hyp, ended))
             if len(hyps) > B:
-                order = sorted((sc, i) for i, (sc, _) in enumerate(hyps))
+                order = sorted((sc, i) for i, (sc, _, _) in enumerate(hyps))
                 del hyps[order[0][1]]
                 worst = order[1][0]
             else:
@@ -436,7 +437,7 @@ def beam_search(model, tok, h, mask, prompt_ids, max_new, B):
             if t in eos:
                 if rank >= B:
                     continue
-                add(list(seqs[b]), s)
+                add(list(seqs[b]), s, True)
             else:
                 nxt_seqs.append(seqs[b] + [t])
                 nxt_gens.append(gens[b] + [t])
@@ -451,9 +452,9 @@ def beam_search(model, tok, h, mask, prompt_ids, max_new, B):
             break
     if not done:
         for b in range(B):
-            add(list(seqs[b]), float(scores[b]))
+            add(list(seqs[b]), float(scores[b]), False)
     best = sorted(hyps, key=lambda x: x[0])[-1]
-    return best[1][len(prompt_ids):], best[0]
+    return best[1][len(prompt_ids):], best[0], best[2]
 
 
 # ---- fixtures -----------------------------------------------------------------------
@@ -480,40 +481,44 @@ def main():
     q_text = "What is the total revenue in the table?"
     q_img = IMAGE_TAG + "What does the chart show?"
     q_follow = "Which column is the first?"
+    # "short": no meta instruction, and a question whose greedy answer and
+    # best beam both end at a stop id (found by trying a few).
     plan = [
-        ("text", [q_text], False),
-        ("image", [q_img], True),
-        ("text-2turn", [q_text, q_follow], False),
-        ("image-2turn", [q_img, q_follow], True),
+        ("text", [q_text], False, META),
+        ("image", [q_img], True, META),
+        ("text-2turn", [q_text, q_follow], False, META),
+        ("image-2turn", [q_img, q_follow], True, META),
+        ("short", ["page percent the many?"], False, ""),
     ]
     cases = []
-    for name, questions, with_image in plan:
+    for name, questions, with_image, meta in plan:
         history, turns = [], []
         images = [embd] if with_image else []
         for k, q in enumerate(questions):
-            rows, text_ids, image_path = build_prompt(tok, META, history, q, images)
+            rows, text_ids, image_path = build_prompt(tok, meta, history, q, images)
             h, mask = embed_rows(model, rows, images)
             logits = model.forward(h, mask)[-1]
             pen_ids = [] if image_path else text_ids
             ids, margin = greedy(model, tok, h, mask, pen_ids, MAX_NEW)
             answer = tok.decode(ids)
             turn = {"question": q, "images": 1 if (with_image and k == 0) else 0,
-                    "greedy": ids, "answer": answer}
+                    "greedy": ids, "greedy_stop": "end" if len(ids) < MAX_NEW else "length", "answer": answer}
             if k == len(questions) - 1:
                 save_npy(os.path.join(out, f"{name}-logits.npy"), logits.numpy())
-                beam_ids, beam_score = beam_search(model, tok, h, mask, pen_ids, MAX_NEW, 3)
+                beam_ids, beam_score, beam_ended = beam_search(model, tok, h, mask, pen_ids, MAX_NEW, 3)
                 turn.update({
                     "prompt": [r if isinstance(r, int) else {"image": r[1], "rows": int(images[r[1]].shape[0])}
                                for r in rows],
                     "logits": f"{name}-logits.npy",
                     "beam3": beam_ids, "beam3_answer": tok.decode(beam_ids), "beam3_score": beam_score,
+                    "beam3_stop": "end" if beam_ended else "length",
                     "greedy_min_margin": margin,
                 })
             print(f"{name} turn {k + 1}: {len(h)} rows, {len(ids)} greedy ids (min top-2 margin "
                   f"{margin:.2e}) {answer!r}")
             turns.append(turn)
             history.append((q, answer))
-        cases.append({"name": name, "turns": turns})
+        cases.append({"name": name, "meta": None if meta == META else meta, "turns": turns})
 
     manifest = {
         "generator": "tests/reference/model_reference.py",
@@ -537,9 +542,8 @@ def main():
             return {k: compact(v) for k, v in x.items()}
         return x
 
-    text = json.dumps({k: (v if k != "cases" else [{"name": c["name"], "turns": [compact(t) for t in c["turns"]]}
-                                                   for c in v]) for k, v in manifest.items()},
-                      indent=1, ensure_ascii=False)
+    text = json.dumps({k: (v if k != "cases" else [dict(c, turns=[compact(t) for t in c["turns"]]) for c in v])
+                       for k, v in manifest.items()}, indent=1, ensure_ascii=False)
     for key, val in flat.items():
         text = text.replace(f'"{key}"', val)
     with open(os.path.join(out, "cases.json"), "w") as f:
