@@ -755,26 +755,93 @@ file_type (TsrDType t)
   return 0;
 }
 
-static TsrStatus
-write_metadata (Conv *c, TsrGgufWriter *w)
+TsrStatus
+tsr_model_meta_write (TsrGgufWriter *w, const TsrModelMeta *m, TsrError *err)
 {
-  const Hparams *hp = &c->hp;
   const char *a = TSR_ARCH_NAME_INTERNLM2_4KHD;
-  char key[128], name[256];
-  size_t n = tsr_tokenizer_n_vocab (c->tok);
-  const char **pieces = NULL;
-  size_t *lens = NULL;
-  float *scores = NULL;
-  int32_t *types = NULL;
-  int quantised = 0;
+  const TsrVocab *v = m->vocab;
+  char key[128];
   TsrStatus st;
   static const float mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
   static const float std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
 
 #define K(suffix) (snprintf (key, sizeof key, "%s.%s", a, suffix), key)
-#define TRY(expr) do { if ((st = (expr)) != TSR_OK) goto out; } while (0)
+#define TRY(expr) do { if ((st = (expr)) != TSR_OK) return st; } while (0)
+  TRY (tsr_gguf_writer_set_str (w, "general.architecture", a, err));
+  TRY (tsr_gguf_writer_set_str (w, "general.name", m->name, err));
+  TRY (tsr_gguf_writer_set_u32 (w, "general.alignment", TSR_GGUF_DEFAULT_ALIGNMENT, err));
+  TRY (tsr_gguf_writer_set_u32 (w, "general.file_type", file_type (m->type), err));
+  if (m->quantised)
+    TRY (tsr_gguf_writer_set_u32 (w, "general.quantization_version", 2, err));
+
+  TRY (tsr_gguf_writer_set_u32 (w, K ("context_length"), m->n_ctx, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("embedding_length"), m->n_embd, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("block_count"), m->n_layer, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("feed_forward_length"), m->n_ff, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("attention.head_count"), m->n_head, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("attention.head_count_kv"), m->n_head_kv, err));
+  TRY (tsr_gguf_writer_set_f32 (w, K ("attention.layer_norm_rms_epsilon"), m->rms_eps, err));
+  TRY (tsr_gguf_writer_set_f32 (w, K ("rope.freq_base"), m->rope_freq_base, err));
+  if (m->max_input)
+    TRY (tsr_gguf_writer_set_u32 (w, K ("max_input_length"), m->max_input, err));
+  for (int k = 0; k < TSR_PLORA_COUNT; k++)
+    {
+      char sub[64];
+      snprintf (sub, sizeof sub, "plora.%s.rank", tsr_plora_name (k));
+      TRY (tsr_gguf_writer_set_u32 (w, K (sub), m->plora_rank[k], err));
+      snprintf (sub, sizeof sub, "plora.%s.scale", tsr_plora_name (k));
+      TRY (tsr_gguf_writer_set_f32 (w, K (sub), m->plora_scale[k], err));
+    }
+  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.image_size"), m->v_image_size, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.patch_size"), m->v_patch_size, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.embedding_length"), m->v_n_embd, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.block_count"), m->v_n_layer, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.feed_forward_length"), m->v_n_ff, err));
+  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.attention.head_count"), m->v_n_head, err));
+  TRY (tsr_gguf_writer_set_f32 (w, K ("vision.attention.layer_norm_epsilon"), m->v_eps, err));
+  TRY (tsr_gguf_writer_set_arr (w, K ("vision.image_mean"), TSR_GGUF_F32, mean, 3, err));
+  TRY (tsr_gguf_writer_set_arr (w, K ("vision.image_std"), TSR_GGUF_F32, std, 3, err));
+
+  TRY (tsr_gguf_writer_set_str (w, "tokenizer.ggml.model", "llama", err));
+  TRY (tsr_gguf_writer_set_arr_str (w, "tokenizer.ggml.tokens", v->pieces, v->lens, v->n, err));
+  TRY (tsr_gguf_writer_set_arr (w, "tokenizer.ggml.scores", TSR_GGUF_F32, v->scores, v->n, err));
+  TRY (tsr_gguf_writer_set_arr (w, "tokenizer.ggml.token_type", TSR_GGUF_I32, v->types, v->n, err));
+  TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.bos_token_id",
+                                v->bos_id < 0 ? UINT32_MAX : (uint32_t) v->bos_id, err));
+  TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.eos_token_id",
+                                v->eos_id < 0 ? UINT32_MAX : (uint32_t) v->eos_id, err));
+  if (m->unk_id >= 0)
+    TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.unknown_token_id", (uint32_t) m->unk_id, err));
+  if (m->pad_id >= 0)
+    TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.padding_token_id", (uint32_t) m->pad_id, err));
+  TRY (tsr_gguf_writer_set_bool (w, "tokenizer.ggml.add_bos_token", 1, err));
+  TRY (tsr_gguf_writer_set_bool (w, "tokenizer.ggml.add_space_prefix", v->add_dummy_prefix, err));
+  TRY (tsr_gguf_writer_set_u32 (w, "tessera.chat.im_start_id", (uint32_t) m->im_start_id, err));
+  TRY (tsr_gguf_writer_set_u32 (w, "tessera.chat.im_end_id", (uint32_t) m->im_end_id, err));
+  if (m->synthetic)
+    TRY (tsr_gguf_writer_set_bool (w, "tessera.synthetic", 1, err));
+#undef K
+#undef TRY
+  return TSR_OK;
+}
+
+static TsrStatus
+write_metadata (Conv *c, TsrGgufWriter *w)
+{
+  const Hparams *hp = &c->hp;
+  char name[256];
+  size_t n = tsr_tokenizer_n_vocab (c->tok);
+  const char **pieces = NULL;
+  size_t *lens = NULL;
+  float *scores = NULL;
+  int32_t *types = NULL;
+  TsrModelMeta m;
+  TsrVocab vocab;
+  TsrStatus st;
+
+  memset (&m, 0, sizeof m);
   for (size_t i = 0; i < c->n_outs; i++)
-    quantised |= tsr_dtype_block_values (c->outs[i].type) > 1;
+    m.quantised |= tsr_dtype_block_values (c->outs[i].type) > 1;
 
   /* The folder's name is what the user downloaded ("internlm-xcomposer2-4khd-7b"). */
   {
@@ -789,41 +856,6 @@ write_metadata (Conv *c, TsrGgufWriter *w)
       base = "InternLM-XComposer2-4KHD";
     memmove (name, base, strlen (base) + 1);
   }
-
-  TRY (tsr_gguf_writer_set_str (w, "general.architecture", a, c->err));
-  TRY (tsr_gguf_writer_set_str (w, "general.name", name, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, "general.alignment", TSR_GGUF_DEFAULT_ALIGNMENT, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, "general.file_type", file_type (c->type), c->err));
-  if (quantised)
-    TRY (tsr_gguf_writer_set_u32 (w, "general.quantization_version", 2, c->err));
-
-  TRY (tsr_gguf_writer_set_u32 (w, K ("context_length"), (uint32_t) hp->n_ctx, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("embedding_length"), (uint32_t) hp->E, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("block_count"), (uint32_t) hp->L, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("feed_forward_length"), (uint32_t) hp->F, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("attention.head_count"), (uint32_t) hp->H, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("attention.head_count_kv"), (uint32_t) hp->Hkv, c->err));
-  TRY (tsr_gguf_writer_set_f32 (w, K ("attention.layer_norm_rms_epsilon"), (float) hp->rms_eps, c->err));
-  TRY (tsr_gguf_writer_set_f32 (w, K ("rope.freq_base"), (float) hp->rope_theta, c->err));
-  if (hp->max_input)
-    TRY (tsr_gguf_writer_set_u32 (w, K ("max_input_length"), (uint32_t) hp->max_input, c->err));
-  for (int k = 0; k < TSR_PLORA_COUNT; k++)
-    {
-      char sub[64];
-      snprintf (sub, sizeof sub, "plora.%s.rank", tsr_plora_name (k));
-      TRY (tsr_gguf_writer_set_u32 (w, K (sub), (uint32_t) hp->rank[k], c->err));
-      snprintf (sub, sizeof sub, "plora.%s.scale", tsr_plora_name (k));
-      TRY (tsr_gguf_writer_set_f32 (w, K (sub), (float) (hp->alpha[k] / (double) hp->rank[k]), c->err));
-    }
-  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.image_size"), (uint32_t) hp->S, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.patch_size"), (uint32_t) hp->P, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.embedding_length"), (uint32_t) hp->VE, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.block_count"), (uint32_t) hp->VL, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.feed_forward_length"), (uint32_t) hp->VF, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, K ("vision.attention.head_count"), (uint32_t) hp->VH, c->err));
-  TRY (tsr_gguf_writer_set_f32 (w, K ("vision.attention.layer_norm_epsilon"), (float) hp->v_eps, c->err));
-  TRY (tsr_gguf_writer_set_arr (w, K ("vision.image_mean"), TSR_GGUF_F32, mean, 3, c->err));
-  TRY (tsr_gguf_writer_set_arr (w, K ("vision.image_std"), TSR_GGUF_F32, std, 3, c->err));
 
   pieces = malloc ((n ? n : 1) * sizeof *pieces);
   lens = malloc ((n ? n : 1) * sizeof *lens);
@@ -840,28 +872,45 @@ write_metadata (Conv *c, TsrGgufWriter *w)
       scores[i] = tsr_tokenizer_score (c->tok, (int32_t) i);
       types[i] = tsr_tokenizer_type (c->tok, (int32_t) i);
     }
-  TRY (tsr_gguf_writer_set_str (w, "tokenizer.ggml.model", "llama", c->err));
-  TRY (tsr_gguf_writer_set_arr_str (w, "tokenizer.ggml.tokens", pieces, lens, n, c->err));
-  TRY (tsr_gguf_writer_set_arr (w, "tokenizer.ggml.scores", TSR_GGUF_F32, scores, n, c->err));
-  TRY (tsr_gguf_writer_set_arr (w, "tokenizer.ggml.token_type", TSR_GGUF_I32, types, n, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.bos_token_id",
-                                tsr_tokenizer_bos (c->tok) < 0 ? UINT32_MAX : (uint32_t) tsr_tokenizer_bos (c->tok),
-                                c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.eos_token_id",
-                                tsr_tokenizer_eos (c->tok) < 0 ? UINT32_MAX : (uint32_t) tsr_tokenizer_eos (c->tok),
-                                c->err));
-  if (c->unk_id >= 0)
-    TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.unknown_token_id", (uint32_t) c->unk_id, c->err));
-  if (hp->pad_id >= 0 && (size_t) hp->pad_id < n)
-    TRY (tsr_gguf_writer_set_u32 (w, "tokenizer.ggml.padding_token_id", (uint32_t) hp->pad_id, c->err));
-  TRY (tsr_gguf_writer_set_bool (w, "tokenizer.ggml.add_bos_token", 1, c->err));
-  TRY (tsr_gguf_writer_set_bool (w, "tokenizer.ggml.add_space_prefix",
-                                 tsr_tokenizer_add_dummy_prefix (c->tok), c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, "tessera.chat.im_start_id", (uint32_t) c->im_start, c->err));
-  TRY (tsr_gguf_writer_set_u32 (w, "tessera.chat.im_end_id", (uint32_t) c->im_end, c->err));
-#undef K
-#undef TRY
-  st = TSR_OK;
+  memset (&vocab, 0, sizeof vocab);
+  vocab.n = n;
+  vocab.pieces = pieces;
+  vocab.lens = lens;
+  vocab.scores = scores;
+  vocab.types = types;
+  vocab.bos_id = tsr_tokenizer_bos (c->tok);
+  vocab.eos_id = tsr_tokenizer_eos (c->tok);
+  vocab.add_dummy_prefix = tsr_tokenizer_add_dummy_prefix (c->tok);
+
+  m.name = name;
+  m.type = c->type;
+  m.n_ctx = (uint32_t) hp->n_ctx;
+  m.n_embd = (uint32_t) hp->E;
+  m.n_layer = (uint32_t) hp->L;
+  m.n_ff = (uint32_t) hp->F;
+  m.n_head = (uint32_t) hp->H;
+  m.n_head_kv = (uint32_t) hp->Hkv;
+  m.max_input = (uint32_t) hp->max_input;
+  m.rms_eps = (float) hp->rms_eps;
+  m.rope_freq_base = (float) hp->rope_theta;
+  for (int k = 0; k < TSR_PLORA_COUNT; k++)
+    {
+      m.plora_rank[k] = (uint32_t) hp->rank[k];
+      m.plora_scale[k] = (float) (hp->alpha[k] / (double) hp->rank[k]);
+    }
+  m.v_image_size = (uint32_t) hp->S;
+  m.v_patch_size = (uint32_t) hp->P;
+  m.v_n_embd = (uint32_t) hp->VE;
+  m.v_n_layer = (uint32_t) hp->VL;
+  m.v_n_ff = (uint32_t) hp->VF;
+  m.v_n_head = (uint32_t) hp->VH;
+  m.v_eps = (float) hp->v_eps;
+  m.vocab = &vocab;
+  m.unk_id = c->unk_id;
+  m.pad_id = hp->pad_id >= 0 && (size_t) hp->pad_id < n ? (int32_t) hp->pad_id : -1;
+  m.im_start_id = c->im_start;
+  m.im_end_id = c->im_end;
+  st = tsr_model_meta_write (w, &m, c->err);
 out:
   free (pieces);
   free (lens);

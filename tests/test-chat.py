@@ -18,12 +18,6 @@
 #    vision tower) within 1e-4 of the reference, `ask` prints the reference
 #    answers (greedy and 3 beams) and its timings, and refuses what it must.
 #
-# The GN tokens: make_checkpoints.py writes plora_glb_GN / plora_sub_GN
-# hidden_size wide where model.md §6.5 needs 4·vision width; the copy made
-# here widens them exactly as tests/test-convert.py and the reference do
-# (the stored values, then the same values negated). A fixed checkpoint is
-# copied unchanged.
-#
 # Standard library only (CI has no NumPy).
 
 import json
@@ -45,61 +39,8 @@ def check(cond, what):
     return cond
 
 
-def st_read(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    return header, blob[8 + n:]
-
-
-def st_write(path, header, tensors):
-    """tensors: name → bytes, written in header order of offsets."""
-    names = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
-    data, off = b"", 0
-    for k in names:
-        header[k]["data_offsets"] = [off, off + len(tensors[k])]
-        data += tensors[k]
-        off += len(tensors[k])
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + data)
-
-
-def widened(data, esize, numel):
-    flipped = bytearray(data)
-    for i in range(esize - 1, len(flipped), esize):
-        flipped[i] ^= 0x80
-    out, k = bytearray(), 0
-    while len(out) < numel * esize:
-        out += data if k % 2 == 0 else flipped
-        k += 1
-    return bytes(out[:numel * esize])
-
-
 def copy_checkpoint(src, dst):
-    os.makedirs(dst)
-    cfg = json.load(open(os.path.join(src, "config.json")))
-    width = 4 * cfg.get("vision_config", {}).get("hidden_size", 1024)
-    for f in os.listdir(src):
-        shutil.copy(os.path.join(src, f), os.path.join(dst, f))
-    for f in os.listdir(dst):
-        if not f.endswith(".safetensors"):
-            continue
-        header, data = st_read(os.path.join(dst, f))
-        tensors = {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in header.items()
-                   if k != "__metadata__"}
-        changed = False
-        for name in ("plora_glb_GN", "plora_sub_GN"):
-            if name in header and header[name]["shape"][-1] != width:
-                esize = {"F32": 4, "F16": 2, "BF16": 2}[header[name]["dtype"]]
-                tensors[name] = widened(tensors[name], esize, width)
-                header[name]["shape"] = [1] * (len(header[name]["shape"]) - 1) + [width]
-                changed = True
-        if changed:
-            st_write(os.path.join(dst, f), header, tensors)
-            print(f"{f}: GN tokens widened to {width} values (see the top of this file)")
+    shutil.copytree(src, dst)
 
 
 def read_npy_f32(path):
