@@ -129,32 +129,8 @@ def in_tmpfs(cli, opts, good, typ):
                            opts, cli, good, typ], capture_output=True, text=True)
 
 
-def cli_tests(cli, fx, tmp):
-    print("tessera-cli convert")
-    good = os.path.join(fx, "st-bf16")
-    out = os.path.join(tmp, "out.gguf")
-
-    # Success, a log-style progress, and `info` accepting the result.
-    p = run(cli, ["convert", "--type", "q4_0", "--threads", "2", good, out])
-    check(p.returncode == 0, f"convert: exit {p.returncode}: {p.stderr}")
-    check(p.stdout.startswith("wrote " + out), f"summary line: {p.stdout!r}")
-    check("\r" not in p.stderr and "convert: converting 100%" in p.stderr and "convert: finishing" in p.stderr,
-          f"plain progress lines when stderr is no terminal: {p.stderr!r}")
-    check(not os.path.exists(out + ".part"), "a .part was left behind")
-    i = run(cli, ["info", out])
-    check(i.returncode == 0 and "architecture  internlm2-4khd" in i.stdout and
-          "InternLM-XComposer2-4KHD model" in i.stdout, f"info: exit {i.returncode}: {i.stdout}{i.stderr}")
-    print(f"  ok   convert + info: {p.stdout.strip()}")
-    # The vocabulary in the file tokenizes exactly as tokenizer.model does
-    # (pieces, scores, types and add_space_prefix all take part).
-    for text in ["The chart shows sales revenue.", " leading space", "[UNUSED_TOKEN_146]user\nWhat is 42%?"]:
-        a = run(cli, ["tokenize", "--model", out, "--bos", text])
-        b = run(cli, ["tokenize", "--tokenizer", os.path.join(good, "tokenizer.model"), "--bos", text])
-        check(a.returncode == 0 and a.stdout == b.stdout and a.stdout.strip(),
-              f"tokenize {text!r}: file {a.stdout.strip()!r}{a.stderr}, tokenizer.model {b.stdout.strip()!r}")
-    os.unlink(out)
-
-    # On a terminal: one line rewritten in place.
+def terminal_progress(cli, good, out):
+    """On a terminal: one line rewritten in place."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([cli, "convert", "--type", "f16", good, out], stdout=subprocess.DEVNULL,
                             stderr=slave, stdin=subprocess.DEVNULL)
@@ -181,6 +157,43 @@ def cli_tests(cli, fx, tmp):
           f"a terminal gets one updating line: {text[-300:]!r}")
     print("  ok   progress on a terminal: one updating line" if "\r" in text else "  FAIL terminal progress")
     os.unlink(out)
+
+
+def cli_tests(cli, fx, tmp):
+    print("tessera-cli convert")
+    good = os.path.join(fx, "st-bf16")
+    out = os.path.join(tmp, "out.gguf")
+
+    # Success, a log-style progress, and `info` accepting the result.
+    p = run(cli, ["convert", "--type", "q4_0", "--threads", "2", good, out])
+    check(p.returncode == 0, f"convert: exit {p.returncode}: {p.stderr}")
+    check(p.stdout.startswith("wrote " + out), f"summary line: {p.stdout!r}")
+    check("\r" not in p.stderr and "convert: converting 100%" in p.stderr and "convert: finishing" in p.stderr,
+          f"plain progress lines when stderr is no terminal: {p.stderr!r}")
+    check(not os.path.exists(out + ".part"), "a .part was left behind")
+    i = run(cli, ["info", out])
+    check(i.returncode == 0 and "architecture  internlm2-4khd" in i.stdout and
+          "InternLM-XComposer2-4KHD model" in i.stdout, f"info: exit {i.returncode}: {i.stdout}{i.stderr}")
+    print(f"  ok   convert + info: {p.stdout.strip()}")
+    # The vocabulary in the file tokenizes exactly as tokenizer.model does
+    # (pieces, scores, types and add_space_prefix all take part).
+    for text in ["The chart shows sales revenue.", " leading space", "[UNUSED_TOKEN_146]user\nWhat is 42%?"]:
+        a = run(cli, ["tokenize", "--model", out, "--bos", text])
+        b = run(cli, ["tokenize", "--tokenizer", os.path.join(good, "tokenizer.model"), "--bos", text])
+        check(a.returncode == 0 and a.stdout == b.stdout and a.stdout.strip(),
+              f"tokenize {text!r}: file {a.stdout.strip()!r}{a.stderr}, tokenizer.model {b.stdout.strip()!r}")
+    os.unlink(out)
+
+    # On a terminal: one line rewritten in place. A machine without
+    # pseudo-terminals (a bare chroot) cannot show one; say so and go on.
+    try:
+        master, slave = pty.openpty()
+    except OSError as e:
+        print(f"  skip progress on a terminal: no pseudo-terminal here ({e})")
+    else:
+        os.close(master)
+        os.close(slave)
+        terminal_progress(cli, good, out)
 
     # Tensors the model does not use are skipped, with a note per kind.
     extra = os.path.join(tmp, "extra")
