@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 #include "tessera-cli.h"
 #include "tessera-engine.h"
@@ -38,6 +39,17 @@ static const int bench_hds[] = { 9, 25, 55 };
  * performance.md: f16, 2 threads, views one at a time). */
 #define LLAMA_CPP_S_LO 3.2
 #define LLAMA_CPP_S_HI 3.8
+
+/* CPU seconds this process has used: against the wall clock, it tells
+ * whether the run had the cores to itself (another program on a 2-core
+ * machine halves it, and the figures with it). */
+static double
+cpu_s (void)
+{
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
 
 static double
 now_ms (void)
@@ -125,6 +137,7 @@ typedef struct {
   double   full_s[G_N_ELEMENTS (bench_hds)];
   size_t   full_rss[G_N_ELEMENTS (bench_hds)];
   size_t   weights, rss;
+  double   cores;                    /* CPU time / wall time while timing the ViT */
 } TypeResult;
 
 /* Forwards of n views, the products made each of the ways this type
@@ -138,6 +151,7 @@ time_vit (TypeResult *res, TsrVision *v, TsrPool *pool, TsrVitWork *work, int n,
     TSR_VIT_PRODUCTS_VISION, TSR_VIT_PRODUCTS_MATMUL, TSR_VIT_PRODUCTS_OPENBLAS,
   };
   int n_modes = res->type == TSR_DTYPE_F32 ? 3 : 2;
+  double wall0 = now_ms (), cpu0 = cpu_s ();
 
   res->ms_view = res->matmul_products_ms = res->blas_products_ms = 1e300;
   for (int r = 0; r < repeat; r++)
@@ -168,6 +182,7 @@ time_vit (TypeResult *res, TsrVision *v, TsrPool *pool, TsrVitWork *work, int n,
       }
   if (n_modes < 3)
     res->blas_products_ms = 0;
+  res->cores = (cpu_s () - cpu0) / ((now_ms () - wall0) / 1e3);
   return TSR_OK;
 }
 
@@ -435,23 +450,26 @@ cli_bench_vision (int argc, char **argv)
     }
 
   printf ("\nper view (ms), best of %d:\n", repeat);
-  printf ("%-5s %9s %7s %8s %8s %9s %9s %6s %9s %9s %9s %11s %9s\n", "type", "weights", "build s",
+  printf ("%-5s %9s %7s %8s %8s %9s %9s %6s %9s %9s %9s %11s %9s %6s\n", "type", "weights", "build s",
           "ViT ms", "GFLOP/s", "products", "GFLOP/s", "attn", "other", "vs sgemm", "matmul", "proj ms/tok",
-          "peak RSS");
+          "peak RSS", "cores");
   for (int t = 0; t < n_types; t++)
     {
       const TypeResult *r = &res[t];
       char ratio[32] = "–";
       if (f32 != NULL && f32->blas_products_ms > 0)
         g_snprintf (ratio, sizeof ratio, "%.2f", f32->blas_products_ms / r->prof.products_ms);
-      printf ("%-5s %6.2f GB %7.1f %8.0f %8.1f %9.0f %9.1f %6.0f %9.0f %9s %9.0f %11.3f %6.2f GB\n",
+      printf ("%-5s %6.2f GB %7.1f %8.0f %8.1f %9.0f %9.1f %6.0f %9.0f %9s %9.0f %11.3f %6.2f GB %6.2f\n",
               tsr_dtype_name (r->type), r->weights / 1e9, r->build_s, r->ms_view,
               flops / (r->ms_view / 1e3) / 1e9, r->prof.products_ms,
               (flops - attn_flops) / (r->prof.products_ms / 1e3) / 1e9, r->prof.attention_ms,
-              r->prof.other_ms, ratio, r->matmul_products_ms, r->proj_ms_token, r->rss / 1e9);
+              r->prof.other_ms, ratio, r->matmul_products_ms, r->proj_ms_token, r->rss / 1e9,
+              r->cores);
     }
   printf ("products = the linear layers and patch embedding as the encoder makes them "
-          "(tsr_vision_product); matmul = the same through tsr_matmul's panel path\n");
+          "(tsr_vision_product); matmul = the same through tsr_matmul's panel path;\n"
+          "cores = CPU time / wall time while timing (below the thread count: another program "
+          "had a core, and the figures are slow)\n");
   if (f32 != NULL && f32->blas_products_ms > 0)
     printf ("vs sgemm = the f32 products on OpenBLAS's own %d threads (%.0f ms, %.1f GFLOP/s) / "
             "this type's products (>1: faster than sgemm)\n", tsr_pool_size (pool),

@@ -204,6 +204,7 @@ typedef struct {
 
 static const BenchMode modes[] = {
   { "kernels", cli_bench_kernels },
+  { "llm", cli_bench_llm },
   { "preprocess", bench_preprocess },
   { "vision", cli_bench_vision },
 };

@@ -56,7 +56,12 @@ print_usage (FILE *out)
          "  encode --model M --image IMG [--hd N] --out F.npy   the image's projected embeddings [T, hidden]\n"
          "  bench vision [--type T] [--full]       the vision path's speed on random full-size weights\n"
          "  convert [--type T] HF_DIR OUT.gguf     a Hugging Face folder into a model file (T: f32 f16 bf16 q8_0 q4_0)\n"
-         "  bench MODE …                           timings; modes: kernels, preprocess\n"
+         "  bench MODE …                           timings; modes: kernels, llm, preprocess, vision\n"
+         "  synth [--type T] [--layers N] OUT.gguf a model of the real shapes with random weights,\n"
+         "                                         for 'bench llm' only (--embd, --ff, --heads, --kv-heads,\n"
+         "                                         --vocab, --v-layers, --v-embd, --v-ff, --v-heads, --ranks\n"
+         "                                         RQKV,R and --seed shrink or vary it, for tests)\n"
+         "  bench llm --model M [--prompt 512,4096] [--decode K] [--kv f32|f16]   prefill and decode speed\n"
          "  tokenize (--model M | --tokenizer T) [--bos] TEXT   token ids\n"
          "  complete --model M [--max-new-tokens K] [--temperature T] TEXT\n"
          "                                         continue TEXT with a plain language model\n"
@@ -87,6 +92,7 @@ static const Command commands[] = {
   { "ask", cli_ask },
   { "logits", cli_logits },
   { "convert", cli_convert },
+  { "synth", cli_synth },
 };
 
 int

@@ -31,3 +31,5 @@ int  cli_tokenize (int argc, char **argv);
 int  cli_ask (int argc, char **argv);
 int  cli_logits (int argc, char **argv);
 int  cli_convert (int argc, char **argv);
+int  cli_synth (int argc, char **argv);
+int  cli_bench_llm (int argc, char **argv);

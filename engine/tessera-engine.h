@@ -951,6 +951,51 @@ TsrStatus tsr_chat_prompt (TsrChat *chat, const char *question, const int *image
  * new length and keeps the text NUL-terminated. */
 size_t    tsr_chat_clean_up (char *text, size_t len);
 
+/* ==== Synthetic models: random weights for benchmarks ================== *
+ *
+ * tsr_synth writes a model file with the tensors, shapes, types and
+ * metadata a conversion of InternLM-XComposer2-4KHD-7B would have (or of
+ * smaller dimensions, for tests), random weights from a fixed seed, and a
+ * made-up vocabulary of n_vocab pieces (<unk>, <s>, </s>, the 256 byte
+ * pieces <0x00>…<0xFF>, filler pieces, and the two chat markers as the
+ * last two ids, where the real vocabulary has them). The file says
+ * tessera.synthetic = true: tsr_gguf_model_info accepts it, tsr_chat_new
+ * and the apps refuse to talk with it; it exists to time the engine on
+ * the real shapes without the 17 GB download.
+ *
+ * Weights are uniform in ±√(3/ne[0]) (variance 1/fan-in, so activations
+ * stay finite through every layer), norms 1, biases, embeddings added to
+ * activations and GN tokens ±0.02. The bytes depend on the seed and the
+ * dimensions only, not on the thread count. Tensors are generated and
+ * written one chunk at a time: memory stays at a few tens of MB for any
+ * size. Output goes to OUT.part, renamed at the end; any failure, an
+ * abort included, removes it.
+ */
+
+typedef struct {
+  TsrDType  type;             /* the large matrices, as tsr_convert's type */
+  uint32_t  n_embd, n_layer, n_ff, n_head, n_head_kv, n_vocab;
+  uint32_t  plora_rank[TSR_PLORA_COUNT];
+  uint32_t  v_n_embd, v_n_layer, v_n_ff, v_n_head;
+  uint64_t  seed;
+  int       n_threads;        /* 0: one per physical core */
+  /* Stages "writing", "finishing", "done"; after every few MB. May be NULL. */
+  void    (*progress) (const TsrConvertProgress *progress, void *user_data);
+  /* Polled between chunks; nonzero stops with TSR_ECANCELLED. May be NULL. */
+  int     (*should_abort) (void *user_data);
+  void     *user_data;
+} TsrSynthParams;
+
+/* The full-size model (32 × 4096, 32/8 heads, FFN 14336, vocabulary
+ * 92544, PLoRA ranks 8/256, ViT-L/14-336 24 × 1024), q8_0, seed 1234. */
+void      tsr_synth_params_init (TsrSynthParams *params);
+
+/* Writes the model to out_gguf. TSR_EINVAL for dimensions the model
+ * layout cannot have (heads not dividing the width, a vocabulary under
+ * 261 pieces, …), TSR_EIO (a full disk says so), TSR_ENOMEM,
+ * TSR_ECANCELLED. */
+TsrStatus tsr_synth (const char *out_gguf, const TsrSynthParams *params, TsrError *err);
+
 /* ==== Compute: BLAS set-up and the kernel benchmark ==================== *
  *
  * Debian's OpenBLAS picks generic SSE3 kernels on CPUs it does not know and

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "tsr-blas.h"
-#include "tsr-error.h"
 
 /* ==== Products ========================================================== */
 
@@ -83,6 +82,8 @@ tsr_vision_product (TsrPool *pool, TsrIsa isa, const TsrWeights *w, const float 
   ProductJob job;
 
   if (m < TSR_GEMM_MIN_ROWS || (w->type != TSR_DTYPE_F32 && scratch == NULL) ||
+      x == NULL || y == NULL || w->data == NULL || w->rows <= 0 || w->cols <= 0 ||
+      ldx < w->cols || ldy < w->rows ||
       (w->type == TSR_DTYPE_F32 && w->row_bytes % sizeof (float) != 0) ||
       tsr_kernel_type_index (w->type) < 0 || !tsr_isa_available (isa) ||
       m > INT32_MAX || w->cols > INT32_MAX || ldx > INT32_MAX || ldy > INT32_MAX)

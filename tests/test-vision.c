@@ -275,6 +275,79 @@ test_layout (void)
         }
 }
 
+/* ==== Products ========================================================== */
+
+/* tsr_vision_product against tsr_matmul (tested on its own by
+ * test-kernels) for every type, on shapes whose thread shares span
+ * several dequantised chunks and end in a short one, with strides wider
+ * than the matrices. 31 rows take tsr_matmul's few-rows path in both. */
+static void
+test_products (void)
+{
+  static const TsrDType types[] = { TSR_DTYPE_F32, TSR_DTYPE_F16, TSR_DTYPE_BF16, TSR_DTYPE_Q8_0,
+                                    TSR_DTYPE_Q4_0 };
+  const int64_t n = 1100, k = 4128, ldx = k + 5, ldy = n + 3;
+  float *wf = malloc ((size_t) (n * k) * sizeof (float));
+  float *scratch;
+  uint64_t seed = 1;
+
+  for (int64_t i = 0; i < n * k; i++)
+    {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      wf[i] = (float) ((seed >> 40) * (1.0 / 16777216.0)) - 0.5f;
+    }
+  scratch = malloc (tsr_vision_product_scratch (3) * sizeof (float));
+  for (size_t t = 0; t < sizeof types / sizeof types[0]; t++)
+    for (int m = 31; m <= 45; m += 14)
+      for (int threads = 1; threads <= 3; threads++)
+        {
+          uint64_t rb;
+          TsrError err;
+          TsrPool *pool;
+          unsigned char *wq;
+          float *x = malloc ((size_t) (m * ldx) * sizeof (float));
+          float *a = calloc ((size_t) (m * ldy), sizeof (float));
+          float *b = calloc ((size_t) (m * ldy), sizeof (float));
+          TsrWeights w;
+
+          snprintf (current, sizeof current, "product %s, M %d, %d threads",
+                    tsr_dtype_name (types[t]), m, threads);
+          tsr_dtype_row_bytes (types[t], (uint64_t) k, &rb, &err);
+          wq = malloc ((size_t) (rb * (uint64_t) n));
+          for (int64_t r = 0; r < n; r++)
+            tsr_quantize_row (types[t], wf + r * k, wq + (size_t) r * rb, (size_t) k, &err);
+          for (int64_t i = 0; i < m * ldx; i++)
+            x[i] = (float) (i % 97) / 97.0f - 0.5f;
+          w = (TsrWeights) { types[t], n, k, (size_t) rb, wq };
+          tsr_pool_new (threads, &pool, &err);
+          CHECK (tsr_vision_product (pool, tsr_isa_best (), &w, x, m, ldx, a, ldy, scratch, &err) ==
+                 TSR_OK, "%s", err.message);
+          CHECK (tsr_matmul (pool, tsr_isa_best (), &w, x, m, ldx, b, ldy, &err) == TSR_OK,
+                 "%s", err.message);
+          {
+            double worst = 0;
+            for (int i = 0; i < m; i++)
+              for (int64_t j = 0; j < n; j++)
+                {
+                  double d = fabs ((double) a[i * ldy + j] - b[i * ldy + j]);
+                  worst = d > worst ? d : worst;
+                }
+            /* Both are sgemm over the same dequantised rows; only OpenBLAS's
+             * blocking may differ. */
+            CHECK (worst <= 1e-4, "differs from tsr_matmul by %.3e", worst);
+            for (int i = 0; i < m; i++)
+              CHECK (a[i * ldy + n] == 0.0f, "wrote past its rows");
+          }
+          tsr_pool_free (pool);
+          free (wq);
+          free (x);
+          free (a);
+          free (b);
+        }
+  free (scratch);
+  free (wf);
+}
+
 /* ==== Fixtures ========================================================== */
 
 typedef struct {
@@ -915,6 +988,7 @@ main (int argc, char **argv)
   other_dir = argc > 2 ? argv[2] : NULL;
 
   test_layout ();
+  test_products ();
 
   n_cases = load_cases (dir, &cases);
   path = path_join (dir, "tiny-4khd.gguf");
