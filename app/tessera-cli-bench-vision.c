@@ -136,6 +136,8 @@ typedef struct {
   double   pre_ms[G_N_ELEMENTS (bench_hds)];
   double   full_s[G_N_ELEMENTS (bench_hds)];
   size_t   full_rss[G_N_ELEMENTS (bench_hds)];
+  double   full_cores[G_N_ELEMENTS (bench_hds)];
+  int      full_views[G_N_ELEMENTS (bench_hds)];
   size_t   weights, rss;
   double   cores;                    /* CPU time / wall time while timing the ViT */
 } TypeResult;
@@ -178,7 +180,12 @@ time_vit (TypeResult *res, TsrVision *v, TsrPool *pool, TsrVitWork *work, int n,
         else if (modes[k] == TSR_VIT_PRODUCTS_MATMUL)
           res->matmul_products_ms = MIN (res->matmul_products_ms, p.products_ms / n);
         else if (modes[k] == TSR_VIT_PRODUCTS_OPENBLAS)
-          res->blas_products_ms = MIN (res->blas_products_ms, p.products_ms / n);
+          {
+            res->blas_products_ms = MIN (res->blas_products_ms, p.products_ms / n);
+            /* OpenBLAS's workers spin for a while after their last call
+             * and would take the cores from the next run's threads. */
+            g_usleep (500 * 1000);
+          }
       }
   if (n_modes < 3)
     res->blas_products_ms = 0;
@@ -312,8 +319,11 @@ bench_type (TypeResult *res, const TsrVisionInfo *dims, TsrPool *pool, int batch
       params.hd_num = bench_hds[h];
       params.batch = batch;
       reset_peak_rss ();
+      t0 = cpu_s ();
       st = tsr_vision_encode (v, pool, rgb, BENCH_W, BENCH_H, (size_t) 3 * BENCH_W, &params, embd,
                               (size_t) hp.tokens * dims->n_out, &tm, err);
+      res->full_cores[h] = (cpu_s () - t0) / (tm.total_ms / 1e3);
+      res->full_views[h] = tm.views;
       g_clear_pointer (&embd, g_free);
       if (st != TSR_OK)
         goto out;
@@ -503,8 +513,10 @@ cli_bench_vision (int argc, char **argv)
     for (int t = 0; t < n_types; t++)
       for (gsize h = 0; h < G_N_ELEMENTS (bench_hds); h++)
         if (res[t].full_rss[h] > 0)
-          printf ("peak RSS %-5s HD-%-2d %.2f GB (weights %.2f GB)\n", tsr_dtype_name (res[t].type),
-                  bench_hds[h], res[t].full_rss[h] / 1e9, res[t].weights / 1e9);
+          printf ("full     %-5s HD-%-2d %.1f s, %.0f ms a view all in, peak RSS %.2f GB (weights "
+                  "%.2f GB), cores %.2f\n", tsr_dtype_name (res[t].type), bench_hds[h],
+                  res[t].full_s[h], res[t].full_s[h] * 1e3 / res[t].full_views[h],
+                  res[t].full_rss[h] / 1e9, res[t].weights / 1e9, res[t].full_cores[h]);
   {
     TsrHdPlan hp;
     TsrImageSizes hs;

@@ -662,8 +662,9 @@ TsrStatus tsr_convert (const char *hf_dir, const char *out_gguf, const TsrConver
  * TsrVision at once, each call with its own pool.
  *
  * Memory: the caller owns the output. A call holds the uint8 canvas and,
- * for one batch of views at a time, their activations and projector rows
- * (about 23 MB a view at full size: ≈ 110 MB for HD-55 in batches of 4;
+ * for one batch of views at a time, their activations and projector rows:
+ * about 23 MB a view at full size, plus 10 MB a thread (≈ 130 MB for a
+ * 4K image at HD-55 in batches of 4 on 2 threads, canvas included;
  * TsrVisionTimings.work_bytes says how much).
  *
  * Callbacks run on the calling thread. progress gets the stage "tiles",
@@ -673,8 +674,8 @@ TsrStatus tsr_convert (const char *hf_dir, const char *out_gguf, const TsrConver
  * buffer of the call freed and the TsrVision ready for the next call.
  */
 
-/* Views per batch when TsrVisionParams.batch is 0: products of 4·577 rows,
- * about 90 MB of working memory at full size. */
+/* Views per batch when TsrVisionParams.batch is 0: products of 4·577
+ * rows, about 90 MB of activations and projector rows at full size. */
 #define TSR_VISION_BATCH_DEFAULT 4
 
 typedef struct TsrVision TsrVision;

@@ -927,11 +927,16 @@ tsr_vision_encode (const TsrVision *v, TsrPool *pool, const unsigned char *rgb, 
       goto done;
     }
   need = (size_t) plan.tokens * (size_t) n_out;
-  if (out == NULL || out_count < need || params->batch < 0 || params->n_threads < 0)
+  if (out == NULL || out_count < need)
     {
-      st = tsr_error_set (err, TSR_EINVAL, "The output holds %zu floats, but %d tokens of %d need "
-                          "%zu (or batch %d / threads %d is negative).", out ? out_count : 0,
-                          plan.tokens, n_out, need, params->batch, params->n_threads);
+      st = tsr_error_set (err, TSR_EINVAL, "The output holds %zu floats, but %d image tokens of %d "
+                          "need %zu.", out ? out_count : 0, plan.tokens, n_out, need);
+      goto done;
+    }
+  if (params->batch < 0 || params->n_threads < 0)
+    {
+      st = tsr_error_set (err, TSR_EINVAL, "A batch of %d views on %d threads makes no sense; use 0 "
+                          "for the defaults.", params->batch, params->n_threads);
       goto done;
     }
   if (pool == NULL && (st = tsr_pool_new (params->n_threads, &own_pool, err)) != TSR_OK)
