@@ -7,12 +7,14 @@
  * projector — with random weights made in memory for the run (never read
  * from or written to disk). For each weight type (default f32, bf16,
  * q8_0) it times one batch of views through the ViT and the projector on
- * that batch's tokens, and prints ms per view, effective GFLOP/s, where
- * the time goes, and the ratio of the products to the same products on
- * OpenBLAS's own threads (f32 weights, same run). Totals for a 3840×1600
+ * that batch's tokens, and prints ms per view, effective GFLOP/s and
+ * where the time goes. The same forward is also run with its products
+ * made by tsr_matmul and (f32) by OpenBLAS on its own threads, interleaved
+ * with the encoder's own runs, so the ratios come from one run even on a
+ * busy machine; "cores" says how busy it was. Totals for a 3840×1600
  * image at HD-9, HD-25 and HD-55 are estimated from those figures; --full
  * runs tsr_vision_encode on such an image instead (minutes). Peak RSS is
- * the kernel's high-water mark, reset before each type.
+ * the kernel's high-water mark, reset before each type and each full run.
  */
 #include "config.h"
 

@@ -35,6 +35,7 @@ tsr_vision_product_scratch (int n_threads)
 }
 
 typedef struct {
+  TsrPool              *pool;
   const TsrKernelTable *kt;
   const TsrWeights     *w;
   const float          *x;
@@ -45,10 +46,44 @@ typedef struct {
   int                   ti;
 } ProductJob;
 
+/* Each thread: rows m0…m1 of X against all of W. The threads dequantise
+ * a shared chunk of W together, then each multiplies its rows by it. */
 static void
-product_job (void *ctx, int ith, int nth)
+product_rows_of_x (ProductJob *j, int ith, int nth)
 {
-  ProductJob *j = ctx;
+  const TsrWeights *w = j->w;
+  int64_t m0 = j->m * ith / nth, m1 = j->m * (ith + 1) / nth, k = w->cols;
+  int64_t chunk = (int64_t) ((size_t) nth * CHUNK_FLOATS / (size_t) k);
+
+  if (j->ti == 0)
+    {
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (m1 - m0), (int) w->rows, (int) k,
+                   1.0f, j->x + m0 * j->ldx, (int) j->ldx, w->data,
+                   (int) (w->row_bytes / sizeof (float)), 0.0f, j->y + m0 * j->ldy, (int) j->ldy);
+      return;
+    }
+  if (chunk < 1)
+    chunk = 1;
+  for (int64_t r0 = 0; r0 < w->rows; r0 += chunk)
+    {
+      int64_t rows = w->rows - r0 < chunk ? w->rows - r0 : chunk;
+      const unsigned char *src = (const unsigned char *) w->data + (size_t) r0 * w->row_bytes;
+      for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; r++)
+        j->kt->dequantize[j->ti] (src + (size_t) r * w->row_bytes, j->scratch + r * k, k);
+      tsr_pool_barrier (j->pool);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (m1 - m0), (int) rows, (int) k,
+                   1.0f, j->x + m0 * j->ldx, (int) j->ldx, j->scratch, (int) k, 0.0f,
+                   j->y + m0 * j->ldy + r0, (int) j->ldy);
+      /* Nobody overwrites the chunk while another thread still reads it. */
+      tsr_pool_barrier (j->pool);
+    }
+}
+
+/* Each thread: all of X against rows n0…n1 of W, dequantised a chunk at
+ * a time into its own part of the scratch. */
+static void
+product_rows_of_w (ProductJob *j, int ith, int nth)
+{
   const TsrWeights *w = j->w;
   int64_t n0 = w->rows * ith / nth, n1 = w->rows * (ith + 1) / nth, k = w->cols;
   int64_t chunk = j->ti == 0 ? n1 - n0 : (int64_t) (CHUNK_FLOATS / (size_t) k);
@@ -75,6 +110,23 @@ product_job (void *ctx, int ith, int nth)
     }
 }
 
+/* Splitting X's rows measured as fast as OpenBLAS's own threads on every
+ * shape of the ViT and projector, at 577 rows and at 2308; splitting W's
+ * rows was up to 20% slower at 577 (X packed whole by every thread). W's
+ * rows are split only when X is too short to give each thread a
+ * worthwhile sgemm. */
+#define MIN_ROWS_PER_THREAD 128
+
+static void
+product_job (void *ctx, int ith, int nth)
+{
+  ProductJob *j = ctx;
+  if (nth > 1 && j->m >= (int64_t) nth * MIN_ROWS_PER_THREAD)
+    product_rows_of_x (j, ith, nth);
+  else
+    product_rows_of_w (j, ith, nth);
+}
+
 TsrStatus
 tsr_vision_product (TsrPool *pool, TsrIsa isa, const TsrWeights *w, const float *x, int64_t m,
                     int64_t ldx, float *y, int64_t ldy, float *scratch, TsrError *err)
@@ -90,6 +142,7 @@ tsr_vision_product (TsrPool *pool, TsrIsa isa, const TsrWeights *w, const float 
     /* Few rows, or anything unusual: the general code checks and copes. */
     return tsr_matmul (pool, isa, w, x, m, ldx, y, ldy, err);
   pthread_once (&blas_once, blas_setup);
+  job.pool = pool;
   job.kt = isa == TSR_ISA_AVX2 ? &tsr_kernels_avx2 : &tsr_kernels_scalar;
   job.w = w;
   job.x = x;

@@ -31,13 +31,14 @@
 /* ---- Products --------------------------------------------------------- *
  *
  * Y = X·Wᵀ for the vision path's products, which all have hundreds to
- * thousands of rows. Each thread takes one contiguous share of W's rows
- * and makes a single-threaded sgemm of it (f32 weights are used in place;
- * others are dequantised a chunk at a time into the thread's part of
- * `scratch`). OpenBLAS then packs X once per thread and chunk, not once
- * per 128-row panel as tsr_matmul's panel path does: on the ViT's shapes
- * that is 10–20% faster, and as fast as OpenBLAS running the product on
- * its own threads. Fewer than TSR_GEMM_MIN_ROWS rows go to tsr_matmul.
+ * thousands of rows. Each thread makes one single-threaded sgemm of one
+ * contiguous share of X's rows against all of W (of W's rows when X is
+ * short). f32 weights are used in place; others are dequantised a chunk
+ * at a time into `scratch`, one chunk the threads share (or a thread's
+ * own part). tsr_matmul's panel path instead repacks all of X for every
+ * 128 rows of W: on the ViT's shapes this is 10–25% faster, and as fast
+ * as OpenBLAS running the product on its own threads. Fewer than
+ * TSR_GEMM_MIN_ROWS rows go to tsr_matmul.
  */
 
 /* Floats of scratch for n_threads (0 is fine for f32 weights only). */
