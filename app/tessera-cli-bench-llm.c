@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later
  *
  * tessera-cli bench llm --model M.gguf [--threads N] [--prompt 512,4096,8192]
- *                       [--decode K] [--kv f32|f16]
+ *                       [--decode K] [--kv f32|f16] [--image yes|no] [--yardstick yes|no]
  *
  * The decoder's speed on a model file — meant for `tessera-cli synth`
  * output, the real shapes with random weights. For each prompt length it
@@ -10,12 +10,20 @@
  * tokens one at a time (median per token). It prints the weight bytes a
  * decoded token reads, the cache's bytes, the peak RSS, a STREAM-style
  * triad measured in the same run, and the decode rate as a fraction of
- * the bound that bandwidth sets (weight bytes ÷ triad). Figures only,
- * never pass/fail; llama.cpp's figures from issue 7 close the output,
- * labelled as quoted.
+ * the bound that bandwidth sets (weight bytes ÷ triad). Each prefill says
+ * where its time went (products, Partial LoRA, attention, the rest) and
+ * how many cores it had (CPU time ÷ wall time: others compile on the same
+ * two cores). --image yes feeds image rows (random embeddings), which get
+ * the Partial LoRA, as a picture's ≈3200 rows do. The yardstick, measured
+ * in the same run, is one layer's seven products at the prefill's chunk
+ * of rows through the engine (tsr_matmul on the file's weights) and as
+ * f32 sgemm on OpenBLAS's own threads: their ratio, unlike absolute
+ * figures, survives a busy machine. Figures only, never pass/fail;
+ * llama.cpp's figures from issue 7 close the output, labelled as quoted.
  */
 #include "config.h"
 
+#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +32,9 @@
 
 #include "tessera-cli.h"
 #include "tessera-engine.h"
+#include "tsr-blas.h"
+#include "tsr-kernels.h"
+#include "tsr-llm.h"
 #include "tsr-threads.h"
 
 #define MAX_PROMPTS 8
@@ -34,6 +45,14 @@ now_s (void)
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double
+cpu_s (void)
+{
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 static int
@@ -131,6 +150,102 @@ decode_weight_bytes (const TsrGguf *g, int tied)
   return sum;
 }
 
+/* ---- The yardstick: one layer's products, engine against OpenBLAS ---------- */
+
+static const char *const layer_mats[] = {
+  "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+};
+
+typedef struct {
+  double engine_s, blas_s, flops;
+} Yardstick;
+
+/* Best of 3, interleaved, for layer 0's products on m rows: the engine's
+ * tsr_matmul on the weights as stored, and an f32 copy (one matrix at a
+ * time, ≤ 235 MB at full size) through cblas_sgemm on OpenBLAS's own
+ * threads, ours resting meanwhile. FALSE when memory is short. */
+static gboolean
+yardstick (const TsrGguf *g, TsrPool *pool, int m, Yardstick *y)
+{
+  int nth = tsr_pool_size (pool);
+  float *x = NULL, *out = NULL, *wf = NULL;
+  TsrError err;
+  gboolean ok = TRUE;
+  uint64_t rng = 0x9E3779B97F4A7C15u;
+
+  memset (y, 0, sizeof *y);
+  y->engine_s = y->blas_s = 1e300;
+  for (int rep = 0; rep < 3 && ok; rep++)
+    {
+      double engine = 0, blas = 0;
+      for (size_t i = 0; i < G_N_ELEMENTS (layer_mats) && ok; i++)
+        {
+          char name[64];
+          const TsrGgufTensor *t;
+          TsrWeights w;
+          int64_t rows, cols;
+          double t0;
+
+          g_snprintf (name, sizeof name, "blk.0.%s.weight", layer_mats[i]);
+          t = tsr_gguf_find_tensor (g, name);
+          if (t == NULL)
+            {
+              ok = FALSE;
+              break;
+            }
+          cols = (int64_t) t->ne[0];
+          rows = (int64_t) (t->n_elements / t->ne[0]);
+          w = (TsrWeights) { t->type, rows, cols, (size_t) (t->size / (uint64_t) rows), t->data };
+          g_free (x);
+          g_free (out);
+          g_free (wf);
+          x = g_try_new (float, (size_t) m * cols);
+          out = g_try_new (float, (size_t) m * rows);
+          wf = g_try_new (float, (size_t) rows * cols);
+          if (x == NULL || out == NULL || wf == NULL)
+            {
+              ok = FALSE;
+              break;
+            }
+          for (size_t e = 0; e < (size_t) m * cols; e++)
+            {
+              rng ^= rng << 13;
+              rng ^= rng >> 7;
+              rng ^= rng << 17;
+              x[e] = (float) (rng >> 40) / 16777216.0f - 0.5f;
+            }
+          for (int64_t r = 0; r < rows; r++)
+            if (tsr_dequantize_row (w.type, (const unsigned char *) w.data + (size_t) r * w.row_bytes,
+                                    wf + r * cols, (size_t) cols, &err) != TSR_OK)
+              ok = FALSE;
+          if (rep == 0)
+            y->flops += 2.0 * m * rows * cols;
+
+          t0 = now_s ();
+          if (tsr_matmul (pool, tsr_isa_best (), &w, x, m, cols, out, rows, &err) != TSR_OK)
+            ok = FALSE;
+          engine += now_s () - t0;
+
+          tsr_pool_rest (pool);
+          openblas_set_num_threads (nth);
+          t0 = now_s ();
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, (int) rows, (int) cols, 1.0f, x,
+                       (int) cols, wf, (int) cols, 0.0f, out, (int) rows);
+          blas += now_s () - t0;
+          openblas_set_num_threads (1);
+          /* OpenBLAS's workers spin a while after their last call and
+           * would take the cores from ours. */
+          g_usleep (300 * 1000);
+        }
+      y->engine_s = MIN (y->engine_s, engine);
+      y->blas_s = MIN (y->blas_s, blas);
+    }
+  g_free (x);
+  g_free (out);
+  g_free (wf);
+  return ok;
+}
+
 /* ---- The benchmark ---------------------------------------------------------- */
 
 static gboolean
@@ -152,6 +267,8 @@ cli_bench_llm (int argc, char **argv)
 {
   const char *model = NULL;
   int prompts[MAX_PROMPTS] = { 512 }, n_prompts = 1, n_decode = 16, threads = 0, max_prompt, n_ctx;
+  gboolean image = FALSE, with_yardstick = TRUE;
+  float *embd = NULL;
   TsrDType kv = TSR_DTYPE_F32;
   TsrGguf *g = NULL;
   TsrLlm *llm = NULL;
@@ -201,12 +318,21 @@ cli_bench_llm (int argc, char **argv)
           else
             return cli_fail (CLI_EXIT_USAGE, "--kv takes f32 or f16, not '%s'", v);
         }
+      else if (strcmp (a, "--image") == 0 || strcmp (a, "--yardstick") == 0)
+        {
+          gboolean *flag = strcmp (a, "--image") == 0 ? &image : &with_yardstick;
+          if (strcmp (v, "yes") == 0 || strcmp (v, "no") == 0)
+            *flag = strcmp (v, "yes") == 0;
+          else
+            return cli_fail (CLI_EXIT_USAGE, "%s takes yes or no, not '%s'", a, v);
+        }
       else
         return cli_fail (CLI_EXIT_USAGE, "bench llm: unknown option '%s'", a);
     }
   if (model == NULL)
     return cli_fail (CLI_EXIT_USAGE, "usage: tessera-cli bench llm --model M.gguf [--threads N] "
-                     "[--prompt 512,4096,8192] [--decode K] [--kv f32|f16]");
+                     "[--prompt 512,4096,8192] [--decode K] [--kv f32|f16] [--image yes|no] "
+                     "[--yardstick yes|no]");
   qsort (prompts, (size_t) n_prompts, sizeof prompts[0], compare_int);
   max_prompt = prompts[n_prompts - 1];
   n_ctx = max_prompt > prompts[0] + n_decode ? max_prompt : prompts[0] + n_decode;

@@ -22,7 +22,7 @@
 
 /* Rows per forward call while prefilling: tsr_llm_forward's own chunk, so
  * progress and the abort poll come once per chunk at no cost. */
-#define PREFILL_CHUNK 256
+#define PREFILL_CHUNK TSR_LLM_PREFILL_CHUNK
 
 /* Long enough for any piece (128 spaces is the longest in InternLM2) plus
  * held bytes turned into U+FFFD. */

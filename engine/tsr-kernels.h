@@ -12,9 +12,11 @@
  *     once from memory and dotted with each X row; for q8_0/q4_0 weights the
  *     X rows are first quantised to q8_0 blocks and the dots run in integers,
  *     as ggml does. This path is bound by memory bandwidth.
- *   - many rows (tiles, prompts): each thread dequantises a panel of weight
- *     rows to f32 and hands it to a single-threaded OpenBLAS sgemm; the
- *     engine's pool supplies the parallelism.
+ *   - many rows (tiles, prompts): the threads dequantise a large chunk of
+ *     weight rows to f32 together, then each hands its share of X's rows
+ *     and the chunk to a single-threaded OpenBLAS sgemm (with a short X,
+ *     each thread takes its own weight rows instead); the engine's pool
+ *     supplies the parallelism.
  * Each path has a scalar implementation and SIMD ones, chosen at run time
  * (tsr_isa_best) or by the caller (tests and benchmarks compare them).
  */
@@ -60,6 +62,17 @@ TsrStatus   tsr_matmul_rows  (TsrPool *pool, TsrIsa isa, const TsrWeights *w,
 TsrStatus   tsr_matmul_panel (TsrPool *pool, TsrIsa isa, const TsrWeights *w,
                               const float *x, int64_t m, int64_t ldx,
                               float *y, int64_t ldy, TsrError *err);
+
+/* The many-rows path with the caller's scratch for the dequantised
+ * weights: tsr_matmul_scratch_floats (pool size, K) floats, or NULL for
+ * a buffer the calling thread keeps between calls (what tsr_matmul and
+ * tsr_matmul_panel use). Any number of rows. */
+#define TSR_MATMUL_CHUNK_FLOATS ((size_t) 2 << 20)   /* 8 MB a thread */
+size_t      tsr_matmul_scratch_floats (int n_threads, int64_t k);
+TsrStatus   tsr_matmul_gemm  (TsrPool *pool, TsrIsa isa, const TsrWeights *w,
+                              const float *x, int64_t m, int64_t ldx,
+                              float *y, int64_t ldy, float *scratch,
+                              TsrError *err);
 
 /* ---- Per-ISA building blocks (tsr-kernels-scalar.c, tsr-kernels-avx2.c) */
 

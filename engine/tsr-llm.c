@@ -17,13 +17,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "tsr-blas.h"
 #include "tsr-error.h"
 #include "tsr-kernels.h"
-
-/* Rows per chunk: enough for the panel path, little enough that the
- * attention scratch (chunk × context) stays modest. */
-#define CHUNK 256
 
 typedef struct {
   TsrWeights w;
@@ -59,6 +57,7 @@ struct TsrLlmState
   int           n_ctx, pos;
   TsrDType      kv_type;             /* f32, or f16 to halve the cache */
   void         *k_cache, *v_cache;   /* [layer][n_ctx][Hkv·hd] */
+  TsrLlmProfile prof;
 };
 
 /* ==== Loading =========================================================== */
@@ -131,6 +130,10 @@ tsr_llm_load (const TsrGguf *g, TsrLlm **out, TsrError *err)
     }
   m->rotate_half = m->arch == TSR_ARCH_INTERNLM2_4KHD;
   m->isa = tsr_isa_best ();
+  /* The attention calls sgemm from every thread of our pool: OpenBLAS must
+   * not start threads of its own (decoding alone never reaches the
+   * products that would set this). */
+  tsr_blas_init ();
   hd = m->info.n_head_dim;
   if (hd == 0 || hd % 2 != 0 || m->info.n_head_kv == 0 || m->info.n_head % m->info.n_head_kv != 0)
     {
@@ -314,6 +317,14 @@ tsr_llm_state_copy (TsrLlmState *dst, const TsrLlmState *src, int from, TsrError
 
 /* ==== Pieces of the forward pass ======================================== */
 
+static double
+now_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 static void
 rmsnorm (float *y, const float *x, const float *w, int64_t n, float eps)
 {
@@ -353,39 +364,176 @@ rope (const TsrLlm *m, float *v, int n_heads, int pos)
     }
 }
 
+/* ---- Row-wise passes, on the pool ---------------------------------------
+ *
+ * Between the products everything is row by row. Run on one thread, these
+ * passes left the other core idle for ≈5% of a prefill; each thread now
+ * takes a contiguous share of the rows. */
+
+typedef enum {
+  ROWS_NORM,       /* x = rmsnorm (h)·w */
+  ROWS_ADD_NORM,   /* h += d, then x = rmsnorm (h)·w when w is set */
+  ROWS_ROPE,       /* RoPE on q and k; k and v into the cache at pos0 */
+  ROWS_SWIGLU,     /* x = silu (x)·d, x and d n × width */
+  ROWS_LORA_ADD,   /* x[rows[i]] += scale·d[i] (row i itself when rows is NULL) */
+} RowsOp;
+
 typedef struct {
-  TsrPool     *pool;
-  TsrIsa       isa;
-  int          n;            /* rows in this chunk */
-  const uint8_t *image;      /* [n] or NULL */
-  int          n_img;
-  int         *img_rows;     /* [n_img] */
-  float       *lx, *la, *lb; /* LoRA scratch */
+  RowsOp        op;
+  const TsrLlm *m;
+  int           n;
+  int64_t       width;
+  float        *h, *x;
+  const float  *d, *w;
+  /* ROWS_ROPE */
+  float        *q, *k;
+  const float  *v;
+  void         *kc, *vc;
+  TsrDType      kv_type;
+  int           pos0;
+  /* ROWS_LORA_ADD */
+  const int    *rows;
+  float         scale;
+} RowsJob;
+
+static void
+rows_job (void *ctx, int ith, int nth)
+{
+  RowsJob *j = ctx;
+  const TsrLlm *m = j->m;
+  int i0 = (int) ((int64_t) j->n * ith / nth), i1 = (int) ((int64_t) j->n * (ith + 1) / nth);
+  int64_t W = j->width;
+
+  for (int i = i0; i < i1; i++)
+    switch (j->op)
+      {
+      case ROWS_NORM:
+        rmsnorm (j->x + (size_t) i * W, j->h + (size_t) i * W, j->w, W, m->info.rms_eps);
+        break;
+      case ROWS_ADD_NORM:
+        {
+          float *hr = j->h + (size_t) i * W;
+          const float *dr = j->d + (size_t) i * W;
+          for (int64_t e = 0; e < W; e++)
+            hr[e] += dr[e];
+          if (j->w != NULL)
+            rmsnorm (j->x + (size_t) i * W, hr, j->w, W, m->info.rms_eps);
+        }
+        break;
+      case ROWS_ROPE:
+        {
+          int H = (int) m->info.n_head, Hkv = (int) m->info.n_head_kv;
+          int64_t qd = (int64_t) H * m->info.n_head_dim, kvd = (int64_t) Hkv * m->info.n_head_dim;
+          size_t at = (size_t) (j->pos0 + i) * (size_t) kvd;
+          float *kr = j->k + (size_t) i * kvd;
+          const float *vr = j->v + (size_t) i * kvd;
+          rope (m, j->q + (size_t) i * qd, H, j->pos0 + i);
+          rope (m, kr, Hkv, j->pos0 + i);
+          if (j->kv_type == TSR_DTYPE_F16)
+            for (int64_t e = 0; e < kvd; e++)
+              {
+                ((uint16_t *) j->kc)[at + e] = tsr_f32_to_f16 (kr[e]);
+                ((uint16_t *) j->vc)[at + e] = tsr_f32_to_f16 (vr[e]);
+              }
+          else
+            {
+              memcpy ((float *) j->kc + at, kr, (size_t) kvd * sizeof (float));
+              memcpy ((float *) j->vc + at, vr, (size_t) kvd * sizeof (float));
+            }
+        }
+        break;
+      case ROWS_SWIGLU:
+        {
+          float *g = j->x + (size_t) i * W;
+          const float *u = j->d + (size_t) i * W;
+          for (int64_t e = 0; e < W; e++)
+            g[e] = g[e] / (1.0f + expf (-g[e])) * u[e];
+        }
+        break;
+      case ROWS_LORA_ADD:
+        {
+          float *yr = j->x + (size_t) (j->rows != NULL ? j->rows[i] : i) * W;
+          const float *dr = j->d + (size_t) i * W;
+          for (int64_t e = 0; e < W; e++)
+            yr[e] += j->scale * dr[e];
+        }
+        break;
+      }
+}
+
+/* A few rows (decoding) are not worth waking the pool for: each run is a
+ * hand-over between threads, and a busy machine makes those slow. */
+static void
+run_rows (TsrPool *pool, RowsJob *j)
+{
+  if (j->n < 16)
+    rows_job (j, 0, 1);
+  else
+    tsr_pool_run (pool, rows_job, j);
+}
+
+typedef struct {
+  TsrPool       *pool;
+  TsrIsa         isa;
+  const TsrLlm  *m;
+  int            n;            /* rows in this chunk */
+  int            n_img;
+  int           *img_rows;     /* [n_img] */
+  float         *lx, *la, *lb; /* LoRA scratch */
+  TsrLlmProfile *prof;
 } Ctx;
 
-/* y[n][out] = x[n][in]·Wᵀ, then + scale·(x·Aᵀ)·Bᵀ on image rows. */
+/* What the LoRA scratch already holds for this x: nothing, its image rows
+ * (gate and up read one x), or also x·Aᵀ (q, k and v share A). */
+typedef enum { LORA_FRESH, LORA_SAME_X, LORA_SAME_X_AND_A } LoraReuse;
+
+/* y[n][out] = x[n][in]·Wᵀ, then + scale·(x·Aᵀ)·Bᵀ on image rows only: text
+ * rows never pay for the Partial LoRA. */
 static TsrStatus
-linear (Ctx *c, const Mat *w, const Lora *l, const float *x, float *y, TsrError *err)
+linear (Ctx *c, const Mat *w, const Lora *l, LoraReuse reuse, const float *x, float *y, TsrError *err)
 {
+  double t0 = now_ms ();
   TsrStatus st = tsr_matmul (c->pool, c->isa, &w->w, x, c->n, w->w.cols, y, w->w.rows, err);
   int64_t in = w->w.cols, out = w->w.rows, r;
+  const float *xs = x;
+  RowsJob add;
+
+  c->prof->products_ms += now_ms () - t0;
   if (st != TSR_OK || l == NULL || c->n_img == 0 || !l->a.present)
     return st;
+  t0 = now_ms ();
   r = l->a.w.rows;
-  for (int i = 0; i < c->n_img; i++)
-    memcpy (c->lx + (size_t) i * in, x + (size_t) c->img_rows[i] * in, (size_t) in * sizeof (float));
-  if ((st = tsr_matmul (c->pool, c->isa, &l->a.w, c->lx, c->n_img, in, c->la, r, err)) != TSR_OK ||
+  if (c->n_img < c->n)
+    {
+      /* Gathered once per x: only when some rows are text. */
+      if (reuse == LORA_FRESH)
+        for (int i = 0; i < c->n_img; i++)
+          memcpy (c->lx + (size_t) i * in, x + (size_t) c->img_rows[i] * in, (size_t) in * sizeof (float));
+      xs = c->lx;
+    }
+  if ((reuse != LORA_SAME_X_AND_A &&
+       (st = tsr_matmul (c->pool, c->isa, &l->a.w, xs, c->n_img, in, c->la, r, err)) != TSR_OK) ||
       (st = tsr_matmul (c->pool, c->isa, &l->b.w, c->la, c->n_img, r, c->lb, out, err)) != TSR_OK)
     return st;
-  for (int i = 0; i < c->n_img; i++)
-    {
-      float *yr = y + (size_t) c->img_rows[i] * out;
-      const float *d = c->lb + (size_t) i * out;
-      for (int64_t j = 0; j < out; j++)
-        yr[j] += l->scale * d[j];
-    }
+  memset (&add, 0, sizeof add);
+  add.op = ROWS_LORA_ADD;
+  add.m = c->m;
+  add.n = c->n_img;
+  add.width = out;
+  add.x = y;
+  add.d = c->lb;
+  add.rows = c->n_img < c->n ? c->img_rows : NULL;
+  add.scale = l->scale;
+  run_rows (c->pool, &add);
+  c->prof->lora_ms += now_ms () - t0;
   return TSR_OK;
 }
+
+/* Query rows per block of the attention: each block's scores stop at its
+ * last row's position, so the causal mask wastes at most a block's square
+ * (a 512-row chunk from position 0 costs 62% of its full square, not
+ * 100%), and the scratch is a block × context, whatever the chunk. */
+#define ATTN_BLOCK 128
 
 typedef struct {
   const TsrLlm *m;
@@ -393,7 +541,7 @@ typedef struct {
   const void   *kc, *vc;  /* this layer's cache, [n_ctx][Hkv·hd] */
   TsrDType      kv_type;
   float        *out;      /* [n][H·hd] */
-  float        *scratch;  /* per thread: [n][pos0+n], then K_h and V_h as f32 when f16 */
+  float        *scratch;  /* per thread: [ATTN_BLOCK][pos0+n], then K_h and V_h as f32 when f16 */
   size_t        scratch_per_thread;
   int           n, pos0;
 } AttnJob;
@@ -408,8 +556,9 @@ widen_head (const TsrLlm *m, const uint16_t *src, int ld, int L, float *dst)
     kt->dequantize[1] (src + (size_t) t * ld, dst + (size_t) t * hd, hd);
 }
 
-/* One head at a time per thread: scores = Q_h·K_hᵀ through BLAS, causal
- * mask, softmax in f32 (as HF), then P·V_h. */
+/* One head at a time per thread, a block of query rows at a time: scores
+ * = Q_h·K_hᵀ through BLAS, causal mask, softmax in f32 (as HF), then
+ * P·V_h. */
 static void
 attn_job (void *ctx, int ith, int nth)
 {
@@ -427,7 +576,8 @@ attn_job (void *ctx, int ith, int nth)
       int ldkv;
       if (j->kv_type == TSR_DTYPE_F16)
         {
-          float *kf = P + (size_t) j->n * L, *vf = kf + (size_t) L * hd;
+          /* After the scores of the largest block this call has. */
+          float *kf = P + (size_t) (j->n < ATTN_BLOCK ? j->n : ATTN_BLOCK) * L, *vf = kf + (size_t) L * hd;
           widen_head (j->m, (const uint16_t *) j->kc + kvh * hd, ldk, L, kf);
           widen_head (j->m, (const uint16_t *) j->vc + kvh * hd, ldk, L, vf);
           kh = kf;
@@ -440,31 +590,45 @@ attn_job (void *ctx, int ith, int nth)
           vh = (const float *) j->vc + kvh * hd;
           ldkv = ldk;
         }
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, j->n, L, hd, scale, j->q + h * hd, ldq,
-                   kh, ldkv, 0.0f, P, L);
-      for (int i = 0; i < j->n; i++)
+      for (int b0 = 0; b0 < j->n; b0 += ATTN_BLOCK)
         {
-          float *p = P + (size_t) i * L;
-          int last = j->pos0 + i;   /* row i sees positions 0..last */
-          float mx = -INFINITY, sum = 0;
-          for (int t = 0; t <= last; t++)
-            mx = p[t] > mx ? p[t] : mx;
-          for (int t = 0; t <= last; t++)
+          int bn = j->n - b0 < ATTN_BLOCK ? j->n - b0 : ATTN_BLOCK;
+          int Lb = j->pos0 + b0 + bn;   /* positions the block's last row sees */
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, bn, Lb, hd, scale,
+                       j->q + (size_t) b0 * ldq + h * hd, ldq, kh, ldkv, 0.0f, P, Lb);
+          for (int i = 0; i < bn; i++)
             {
-              p[t] = expf (p[t] - mx);
-              sum += p[t];
+              float *p = P + (size_t) i * Lb;
+              int last = j->pos0 + b0 + i;   /* row b0 + i sees positions 0..last */
+              float mx = -INFINITY, sum = 0;
+              for (int t = 0; t <= last; t++)
+                mx = p[t] > mx ? p[t] : mx;
+              for (int t = 0; t <= last; t++)
+                {
+                  p[t] = expf (p[t] - mx);
+                  sum += p[t];
+                }
+              for (int t = 0; t <= last; t++)
+                p[t] /= sum;
+              for (int t = last + 1; t < Lb; t++)
+                p[t] = 0;
             }
-          for (int t = 0; t <= last; t++)
-            p[t] /= sum;
-          for (int t = last + 1; t < L; t++)
-            p[t] = 0;
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, bn, hd, Lb, 1.0f, P, Lb,
+                       vh, ldkv, 0.0f, j->out + (size_t) b0 * ldq + h * hd, ldq);
         }
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, hd, L, 1.0f, P, L,
-                   vh, ldkv, 0.0f, j->out + h * hd, ldq);
     }
 }
 
 /* ==== Forward =========================================================== */
+
+void
+tsr_llm_state_profile (TsrLlmState *s, TsrLlmProfile *profile, int reset)
+{
+  if (profile != NULL)
+    *profile = s->prof;
+  if (reset)
+    memset (&s->prof, 0, sizeof s->prof);
+}
 
 TsrStatus
 tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInput *in, int n,
@@ -475,14 +639,18 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
   int64_t qd = (int64_t) H * hd, kvd = (int64_t) Hkv * hd;
   int nth = tsr_pool_size (pool);
   int start_pos = s->pos;
+  int CHUNK = TSR_LLM_PREFILL_CHUNK;
   TsrStatus st = TSR_OK;
-  float *h = NULL, *x = NULL, *q = NULL, *k = NULL, *v = NULL, *att = NULL, *g = NULL, *u = NULL, *tmp = NULL;
+  float *h = NULL, *x = NULL, *q = NULL, *k = NULL, *v = NULL, *g = NULL, *u = NULL, *tmp = NULL;
   float *scratch = NULL, *lx = NULL, *la = NULL, *lb = NULL;
   int *img_rows = NULL;
   size_t scratch_per_thread;
   int64_t lora_in = E > F ? E : F, lora_r = 0, lora_out = E > F ? E : F;
+  double t_start = now_ms (), t0;
   Ctx c;
 
+  if (getenv ("TSR_LLM_CHUNK") != NULL)
+    CHUNK = atoi (getenv ("TSR_LLM_CHUNK"));
   if (n <= 0)
     return tsr_error_set (err, TSR_EINVAL, "Nothing to feed the model.");
   if (s->pos + n > s->n_ctx)
@@ -493,11 +661,13 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
       lora_r = m->info.plora_rank[i] > lora_r ? m->info.plora_rank[i] : lora_r;
   if (qd + 2 * kvd > lora_out)
     lora_out = qd + 2 * kvd;
+  if (qd > lora_in)
+    lora_in = qd;
 
   {
     int chunk = n < CHUNK ? n : CHUNK;
-    int64_t wide = qd > F ? qd : F;
-    scratch_per_thread = (size_t) chunk * (size_t) (s->pos + n);
+    int block = chunk < ATTN_BLOCK ? chunk : ATTN_BLOCK;
+    scratch_per_thread = (size_t) block * (size_t) (s->pos + n);
     if (s->kv_type == TSR_DTYPE_F16)
       scratch_per_thread += 2 * (size_t) (s->pos + n) * (size_t) hd;
     h = malloc ((size_t) chunk * E * sizeof (float));
@@ -505,8 +675,8 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
     q = malloc ((size_t) chunk * qd * sizeof (float));
     k = malloc ((size_t) chunk * kvd * sizeof (float));
     v = malloc ((size_t) chunk * kvd * sizeof (float));
-    att = malloc ((size_t) chunk * wide * sizeof (float));
-    g = malloc ((size_t) chunk * F * sizeof (float));
+    /* g also holds the attention's output (H·hd wide) before the FFN. */
+    g = malloc ((size_t) chunk * (F > qd ? F : qd) * sizeof (float));
     u = malloc ((size_t) chunk * F * sizeof (float));
     tmp = malloc ((size_t) chunk * E * sizeof (float));
     scratch = malloc (scratch_per_thread * (size_t) nth * sizeof (float));
@@ -517,7 +687,7 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
         la = malloc ((size_t) chunk * lora_r * sizeof (float));
         lb = malloc ((size_t) chunk * lora_out * sizeof (float));
       }
-    if (!h || !x || !q || !k || !v || !att || !g || !u || !tmp || !scratch || !img_rows ||
+    if (!h || !x || !q || !k || !v || !g || !u || !tmp || !scratch || !img_rows ||
         (lora_r > 0 && (!lx || !la || !lb)))
       {
         st = tsr_error_set (err, TSR_ENOMEM, "Out of memory running the model on %d rows.", n);
@@ -526,15 +696,18 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
   }
   c.pool = pool;
   c.isa = m->isa;
+  c.m = m;
   c.lx = lx;
   c.la = la;
   c.lb = lb;
   c.img_rows = img_rows;
+  c.prof = &s->prof;
 
   for (int r0 = 0; r0 < n; r0 += CHUNK)
     {
       int cn = n - r0 < CHUNK ? n - r0 : CHUNK;
       int pos0 = s->pos;
+      RowsJob rj;
       c.n = cn;
       c.n_img = 0;
 
@@ -564,6 +737,18 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
             }
         }
 
+      memset (&rj, 0, sizeof rj);
+      rj.m = m;
+      rj.n = cn;
+      rj.width = E;
+      rj.h = h;
+      rj.x = x;
+      rj.op = ROWS_NORM;
+      rj.w = m->layers[0].attn_norm;
+      t0 = now_ms ();
+      run_rows (pool, &rj);
+      s->prof.other_ms += now_ms () - t0;
+
       for (uint32_t l = 0; l < m->info.n_layer; l++)
         {
           const Layer *L = &m->layers[l];
@@ -577,60 +762,88 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
               st = tsr_error_set (err, TSR_ECANCELLED, "Stopped.");
               goto rollback;
             }
-          for (int i = 0; i < cn; i++)
-            rmsnorm (x + (size_t) i * E, h + (size_t) i * E, L->attn_norm, E, m->info.rms_eps);
-          if ((st = linear (&c, &L->q, L->lq.a.present ? &L->lq : NULL, x, q, err)) ||
-              (st = linear (&c, &L->k, L->lk.a.present ? &L->lk : NULL, x, k, err)) ||
-              (st = linear (&c, &L->v, L->lv.a.present ? &L->lv : NULL, x, v, err)))
+          /* x = attn_norm (h), made by the previous layer's last pass. */
+          if ((st = linear (&c, &L->q, L->lq.a.present ? &L->lq : NULL, LORA_FRESH, x, q, err)) ||
+              (st = linear (&c, &L->k, L->lk.a.present ? &L->lk : NULL, LORA_SAME_X_AND_A, x, k, err)) ||
+              (st = linear (&c, &L->v, L->lv.a.present ? &L->lv : NULL, LORA_SAME_X_AND_A, x, v, err)))
             goto rollback;
-          for (int i = 0; i < cn; i++)
-            {
-              rope (m, q + (size_t) i * qd, H, pos0 + i);
-              rope (m, k + (size_t) i * kvd, Hkv, pos0 + i);
-            }
-          if (s->kv_type == TSR_DTYPE_F16)
-            {
-              uint16_t *kd = (uint16_t *) kc + (size_t) pos0 * kvd, *vd = (uint16_t *) vc + (size_t) pos0 * kvd;
-              for (int64_t i = 0; i < (int64_t) cn * kvd; i++)
-                {
-                  kd[i] = tsr_f32_to_f16 (k[i]);
-                  vd[i] = tsr_f32_to_f16 (v[i]);
-                }
-            }
-          else
-            {
-              memcpy (kc + (size_t) pos0 * kvd * esize, k, (size_t) cn * kvd * sizeof (float));
-              memcpy (vc + (size_t) pos0 * kvd * esize, v, (size_t) cn * kvd * sizeof (float));
-            }
 
+          t0 = now_ms ();
+          memset (&rj, 0, sizeof rj);
+          rj.op = ROWS_ROPE;
+          rj.m = m;
+          rj.n = cn;
+          rj.q = q;
+          rj.k = k;
+          rj.v = v;
+          rj.kc = kc;
+          rj.vc = vc;
+          rj.kv_type = s->kv_type;
+          rj.pos0 = pos0;
+          run_rows (pool, &rj);
+          s->prof.other_ms += now_ms () - t0;
+
+          t0 = now_ms ();
           aj.m = m;
           aj.q = q;
           aj.kc = kc;
           aj.vc = vc;
           aj.kv_type = s->kv_type;
-          aj.out = att;
+          aj.out = g;
           aj.scratch = scratch;
           aj.scratch_per_thread = scratch_per_thread;
           aj.n = cn;
           aj.pos0 = pos0;
           tsr_pool_run (pool, attn_job, &aj);
+          s->prof.attention_ms += now_ms () - t0;
 
-          if ((st = linear (&c, &L->o, L->lo.a.present ? &L->lo : NULL, att, tmp, err)))
+          if ((st = linear (&c, &L->o, L->lo.a.present ? &L->lo : NULL, LORA_FRESH, g, tmp, err)))
             goto rollback;
-          for (int64_t i = 0; i < (int64_t) cn * E; i++)
-            h[i] += tmp[i];
 
-          for (int i = 0; i < cn; i++)
-            rmsnorm (x + (size_t) i * E, h + (size_t) i * E, L->ffn_norm, E, m->info.rms_eps);
-          if ((st = linear (&c, &L->gate, L->lgate.a.present ? &L->lgate : NULL, x, g, err)) ||
-              (st = linear (&c, &L->up, L->lup.a.present ? &L->lup : NULL, x, u, err)))
+          t0 = now_ms ();
+          memset (&rj, 0, sizeof rj);
+          rj.op = ROWS_ADD_NORM;
+          rj.m = m;
+          rj.n = cn;
+          rj.width = E;
+          rj.h = h;
+          rj.d = tmp;
+          rj.x = x;
+          rj.w = L->ffn_norm;
+          run_rows (pool, &rj);
+          s->prof.other_ms += now_ms () - t0;
+
+          if ((st = linear (&c, &L->gate, L->lgate.a.present ? &L->lgate : NULL, LORA_FRESH, x, g, err)) ||
+              (st = linear (&c, &L->up, L->lup.a.present ? &L->lup : NULL, LORA_SAME_X, x, u, err)))
             goto rollback;
-          for (int64_t i = 0; i < (int64_t) cn * F; i++)
-            g[i] = g[i] / (1.0f + expf (-g[i])) * u[i];
-          if ((st = linear (&c, &L->down, L->ldown.a.present ? &L->ldown : NULL, g, tmp, err)))
+
+          t0 = now_ms ();
+          memset (&rj, 0, sizeof rj);
+          rj.op = ROWS_SWIGLU;
+          rj.m = m;
+          rj.n = cn;
+          rj.width = F;
+          rj.x = g;
+          rj.d = u;
+          run_rows (pool, &rj);
+          s->prof.other_ms += now_ms () - t0;
+
+          if ((st = linear (&c, &L->down, L->ldown.a.present ? &L->ldown : NULL, LORA_FRESH, g, tmp, err)))
             goto rollback;
-          for (int64_t i = 0; i < (int64_t) cn * E; i++)
-            h[i] += tmp[i];
+
+          /* h += FFN; then the next layer's attn_norm, fused into the pass. */
+          t0 = now_ms ();
+          memset (&rj, 0, sizeof rj);
+          rj.op = ROWS_ADD_NORM;
+          rj.m = m;
+          rj.n = cn;
+          rj.width = E;
+          rj.h = h;
+          rj.d = tmp;
+          rj.x = x;
+          rj.w = l + 1 < m->info.n_layer ? m->layers[l + 1].attn_norm : NULL;
+          run_rows (pool, &rj);
+          s->prof.other_ms += now_ms () - t0;
         }
       s->pos += cn;
 
@@ -640,7 +853,7 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
           lc.n = 1;
           lc.n_img = 0;
           rmsnorm (x, h + (size_t) (cn - 1) * E, m->output_norm, E, m->info.rms_eps);
-          if ((st = linear (&lc, &m->output, NULL, x, logits, err)) != TSR_OK)
+          if ((st = linear (&lc, &m->output, NULL, LORA_FRESH, x, logits, err)) != TSR_OK)
             goto rollback;
         }
     }
@@ -655,7 +868,6 @@ done:
   free (q);
   free (k);
   free (v);
-  free (att);
   free (g);
   free (u);
   free (tmp);
@@ -664,5 +876,7 @@ done:
   free (lx);
   free (la);
   free (lb);
+  s->prof.total_ms += now_ms () - t_start;
+  s->prof.rows += st == TSR_OK ? n : 0;
   return st;
 }

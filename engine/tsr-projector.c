@@ -6,154 +6,27 @@
  */
 #include "tsr-projector.h"
 
-#include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
-
-#include "tsr-blas.h"
 
 /* ==== Products ========================================================== */
 
-/* Dequantised weight rows a thread holds at once: 8 MB, so X is packed
- * once per 2048 rows of K = 1024 or 512 rows of K = 4096. */
-#define CHUNK_FLOATS ((size_t) 2 << 20)
-
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
-
-static void
-blas_setup (void)
-{
-  /* Our pool is the parallelism; OpenBLAS must not start threads of its own. */
-  tsr_blas_init ();
-}
+/* The split and the scratch are tsr_matmul_gemm's (tsr-kernels.c), which
+ * began here; the decoder's prefill uses the same code. */
 
 size_t
 tsr_vision_product_scratch (int n_threads)
 {
-  return (size_t) n_threads * CHUNK_FLOATS;
-}
-
-typedef struct {
-  TsrPool              *pool;
-  const TsrKernelTable *kt;
-  const TsrWeights     *w;
-  const float          *x;
-  int64_t               m, ldx;
-  float                *y;
-  int64_t               ldy;
-  float                *scratch;
-  int                   ti;
-} ProductJob;
-
-/* Each thread: rows m0…m1 of X against all of W. The threads dequantise
- * a shared chunk of W together, then each multiplies its rows by it. */
-static void
-product_rows_of_x (ProductJob *j, int ith, int nth)
-{
-  const TsrWeights *w = j->w;
-  int64_t m0 = j->m * ith / nth, m1 = j->m * (ith + 1) / nth, k = w->cols;
-  int64_t chunk = (int64_t) ((size_t) nth * CHUNK_FLOATS / (size_t) k);
-
-  if (j->ti == 0)
-    {
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (m1 - m0), (int) w->rows, (int) k,
-                   1.0f, j->x + m0 * j->ldx, (int) j->ldx, w->data,
-                   (int) (w->row_bytes / sizeof (float)), 0.0f, j->y + m0 * j->ldy, (int) j->ldy);
-      return;
-    }
-  if (chunk < 1)
-    chunk = 1;
-  for (int64_t r0 = 0; r0 < w->rows; r0 += chunk)
-    {
-      int64_t rows = w->rows - r0 < chunk ? w->rows - r0 : chunk;
-      const unsigned char *src = (const unsigned char *) w->data + (size_t) r0 * w->row_bytes;
-      for (int64_t r = rows * ith / nth; r < rows * (ith + 1) / nth; r++)
-        j->kt->dequantize[j->ti] (src + (size_t) r * w->row_bytes, j->scratch + r * k, k);
-      tsr_pool_barrier (j->pool);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (m1 - m0), (int) rows, (int) k,
-                   1.0f, j->x + m0 * j->ldx, (int) j->ldx, j->scratch, (int) k, 0.0f,
-                   j->y + m0 * j->ldy + r0, (int) j->ldy);
-      /* Nobody overwrites the chunk while another thread still reads it. */
-      tsr_pool_barrier (j->pool);
-    }
-}
-
-/* Each thread: all of X against rows n0…n1 of W, dequantised a chunk at
- * a time into its own part of the scratch. */
-static void
-product_rows_of_w (ProductJob *j, int ith, int nth)
-{
-  const TsrWeights *w = j->w;
-  int64_t n0 = w->rows * ith / nth, n1 = w->rows * (ith + 1) / nth, k = w->cols;
-  int64_t chunk = j->ti == 0 ? n1 - n0 : (int64_t) (CHUNK_FLOATS / (size_t) k);
-  float *buf = j->scratch + (size_t) ith * CHUNK_FLOATS;
-
-  if (chunk < 1)
-    chunk = 1;
-  for (int64_t r0 = n0; r0 < n1; r0 += chunk)
-    {
-      int64_t rows = n1 - r0 < chunk ? n1 - r0 : chunk;
-      const unsigned char *src = (const unsigned char *) w->data + (size_t) r0 * w->row_bytes;
-      const float *b = (const float *) src;
-      int64_t ldb = (int64_t) (w->row_bytes / sizeof (float));
-
-      if (j->ti != 0)
-        {
-          for (int64_t r = 0; r < rows; r++)
-            j->kt->dequantize[j->ti] (src + (size_t) r * w->row_bytes, buf + r * k, k);
-          b = buf;
-          ldb = k;
-        }
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) j->m, (int) rows, (int) k, 1.0f,
-                   j->x, (int) j->ldx, b, (int) ldb, 0.0f, j->y + r0, (int) j->ldy);
-    }
-}
-
-/* Splitting X's rows measured as fast as OpenBLAS's own threads on every
- * shape of the ViT and projector, at 577 rows and at 2308; splitting W's
- * rows was up to 20% slower at 577 (X packed whole by every thread). W's
- * rows are split only when X is too short to give each thread a
- * worthwhile sgemm. */
-#define MIN_ROWS_PER_THREAD 128
-
-static void
-product_job (void *ctx, int ith, int nth)
-{
-  ProductJob *j = ctx;
-  if (nth > 1 && j->m >= (int64_t) nth * MIN_ROWS_PER_THREAD)
-    product_rows_of_x (j, ith, nth);
-  else
-    product_rows_of_w (j, ith, nth);
+  return tsr_matmul_scratch_floats (n_threads, 0);
 }
 
 TsrStatus
 tsr_vision_product (TsrPool *pool, TsrIsa isa, const TsrWeights *w, const float *x, int64_t m,
                     int64_t ldx, float *y, int64_t ldy, float *scratch, TsrError *err)
 {
-  ProductJob job;
-
-  if (m < TSR_GEMM_MIN_ROWS || (w->type != TSR_DTYPE_F32 && scratch == NULL) ||
-      x == NULL || y == NULL || w->data == NULL || w->rows <= 0 || w->cols <= 0 ||
-      ldx < w->cols || ldy < w->rows ||
-      (w->type == TSR_DTYPE_F32 && w->row_bytes % sizeof (float) != 0) ||
-      tsr_kernel_type_index (w->type) < 0 || !tsr_isa_available (isa) ||
-      m > INT32_MAX || w->cols > INT32_MAX || ldx > INT32_MAX || ldy > INT32_MAX)
-    /* Few rows, or anything unusual: the general code checks and copes. */
+  if (m < TSR_GEMM_MIN_ROWS)
     return tsr_matmul (pool, isa, w, x, m, ldx, y, ldy, err);
-  pthread_once (&blas_once, blas_setup);
-  job.pool = pool;
-  job.kt = isa == TSR_ISA_AVX2 ? &tsr_kernels_avx2 : &tsr_kernels_scalar;
-  job.w = w;
-  job.x = x;
-  job.m = m;
-  job.ldx = ldx;
-  job.y = y;
-  job.ldy = ldy;
-  job.scratch = scratch;
-  job.ti = tsr_kernel_type_index (w->type);
-  tsr_pool_run (pool, product_job, &job);
-  return TSR_OK;
+  return tsr_matmul_gemm (pool, isa, w, x, m, ldx, y, ldy, scratch, err);
 }
 
 /* ==== Layout =========================================================== */

@@ -35,10 +35,10 @@
  * contiguous share of X's rows against all of W (of W's rows when X is
  * short). f32 weights are used in place; others are dequantised a chunk
  * at a time into `scratch`, one chunk the threads share (or a thread's
- * own part). tsr_matmul's panel path instead repacks all of X for every
- * 128 rows of W: on the ViT's shapes this is 10–25% faster, and as fast
- * as OpenBLAS running the product on its own threads. Fewer than
- * TSR_GEMM_MIN_ROWS rows go to tsr_matmul.
+ * own part). This is tsr_matmul_gemm with the caller's scratch (the
+ * code moved to tsr-kernels.c so the decoder's prefill shares it); on the
+ * ViT's shapes it is as fast as OpenBLAS running the product on its own
+ * threads. Fewer than TSR_GEMM_MIN_ROWS rows go to tsr_matmul.
  */
 
 /* Floats of scratch for n_threads (0 is fine for f32 weights only). */

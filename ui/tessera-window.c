@@ -11,35 +11,12 @@
 #include <glib/gi18n.h>
 
 #include "tessera-image-load.h"
-#include "tessera-window.h"
-
-struct _TesseraWindow
-{
-  AdwApplicationWindow parent_instance;
-
-  /* Template children. */
-  AdwToastOverlay  *toast_overlay;
-  AdwWindowTitle   *window_title;
-  GtkMenuButton    *hd_button;
-  GtkSpinButton    *hd_spin;
-  GtkStack         *stack;
-  GtkSpinner       *spinner;
-  GtkLabel         *loading_label;
-  TesseraImageView *image_view;
-  GtkLabel         *status_label;
-  GtkWidget        *status_bar;
-  GtkButton        *zoom_label_button;
-
-  GSettings        *settings;
-  GCancellable     *load_cancellable;
-  char             *last_error;
-  char             *page_before_load;
-};
+#include "tessera-window-private.h"
 
 G_DEFINE_FINAL_TYPE (TesseraWindow, tessera_window, ADW_TYPE_APPLICATION_WINDOW)
 
-static void
-show_error (TesseraWindow *self, const char *message)
+void
+_tessera_window_show_error (TesseraWindow *self, const char *message)
 {
   AdwToast *toast = adw_toast_new (message);
   adw_toast_set_timeout (toast, 8);
@@ -47,6 +24,19 @@ show_error (TesseraWindow *self, const char *message)
   g_free (self->last_error);
   self->last_error = g_strdup (message);
   g_message ("%s", message);
+}
+
+void
+tessera_window_show_error (TesseraWindow *self, const char *message)
+{
+  g_return_if_fail (TESSERA_IS_WINDOW (self));
+  _tessera_window_show_error (self, message);
+}
+
+void
+_tessera_window_show_toast (TesseraWindow *self, AdwToast *toast)
+{
+  adw_toast_overlay_add_toast (self->toast_overlay, toast);
 }
 
 /* ==== Status line ======================================================= */
@@ -180,20 +170,31 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
       const char *back = self->page_before_load ? self->page_before_load : "welcome";
       gtk_stack_set_visible_child_name (self->stack, back);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        show_error (self, error->message);
+        _tessera_window_show_error (self, error->message);
       return;
     }
 
   tessera_image_view_set_picture (self->image_view, picture);
   adw_window_title_set_subtitle (self->window_title, name);
   {
+    LoadData *d = g_task_get_task_data (G_TASK (result));
+    g_clear_object (&self->image_file);
+    g_clear_pointer (&self->image_bytes, g_bytes_unref);
+    g_clear_pointer (&self->image_rgb, g_bytes_unref);
+    g_clear_pointer (&self->image_key, g_free);
+    self->image_file = d->file ? g_object_ref (d->file) : NULL;
+    self->image_bytes = d->bytes ? g_bytes_ref (d->bytes) : NULL;
+    g_free (self->image_name);
+    self->image_name = g_strdup (name);
+  }
+  {
     g_autofree char *sub = g_strdup_printf ("%d × %d", gdk_pixbuf_get_width (pixbuf),
                                             gdk_pixbuf_get_height (pixbuf));
     gtk_widget_set_tooltip_text (GTK_WIDGET (self->window_title), sub);
   }
   gtk_stack_set_visible_child_name (self->stack, "image");
-  gtk_widget_grab_focus (GTK_WIDGET (self->image_view));
   g_clear_pointer (&self->last_error, g_free);
+  _tessera_window_image_changed (self);
 }
 
 static void
@@ -296,7 +297,7 @@ paste_splice_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   if (g_output_stream_splice_finish (out, result, &error) < 0)
     {
       g_autofree char *msg = g_strdup_printf (_("Could not read the clipboard: %s"), error->message);
-      show_error (self, msg);
+      _tessera_window_show_error (self, msg);
       return;
     }
   {
@@ -316,7 +317,7 @@ paste_read_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   if (in == NULL)
     {
       g_autofree char *msg = g_strdup_printf (_("Could not read the clipboard: %s"), error->message);
-      show_error (self, msg);
+      _tessera_window_show_error (self, msg);
       return;
     }
   out = g_memory_output_stream_new_resizable ();
@@ -336,7 +337,7 @@ paste_files_cb (GObject *source, GAsyncResult *result, gpointer user_data)
   if (value == NULL)
     {
       g_autofree char *msg = g_strdup_printf (_("Could not read the clipboard: %s"), error->message);
-      show_error (self, msg);
+      _tessera_window_show_error (self, msg);
       return;
     }
   files = gdk_file_list_get_files (g_value_get_boxed (value));
@@ -375,7 +376,7 @@ paste_action (GtkWidget *widget, const char *action_name, GVariant *param)
                                 paste_read_cb, g_object_ref (self));
       return;
     }
-  show_error (self, _("The clipboard holds no image. Copy an image or take a screenshot first."));
+  _tessera_window_show_error (self, _("The clipboard holds no image. Copy an image or take a screenshot first."));
 }
 
 static void
@@ -445,6 +446,12 @@ tessera_window_dispose (GObject *object)
   if (self->load_cancellable != NULL)
     g_cancellable_cancel (self->load_cancellable);
   g_clear_object (&self->load_cancellable);
+  _tessera_window_chat_dispose (self);
+  /* The GSettings actions outlive a closed window while the settings live
+   * on; left in place they would report state changes to a dead window. */
+  g_action_map_remove_action (G_ACTION_MAP (self), "hd-num");
+  g_action_map_remove_action (G_ACTION_MAP (self), "show-overlay");
+  g_action_map_remove_action (G_ACTION_MAP (self), "sidebar-visible");
   gtk_widget_dispose_template (GTK_WIDGET (self), TESSERA_TYPE_WINDOW);
   g_clear_object (&self->settings);
 
@@ -457,6 +464,11 @@ tessera_window_finalize (GObject *object)
   TesseraWindow *self = TESSERA_WINDOW (object);
   g_free (self->last_error);
   g_free (self->page_before_load);
+  g_clear_object (&self->image_file);
+  g_clear_pointer (&self->image_bytes, g_bytes_unref);
+  g_clear_pointer (&self->image_rgb, g_bytes_unref);
+  g_free (self->image_key);
+  g_free (self->image_name);
   G_OBJECT_CLASS (tessera_window_parent_class)->finalize (object);
 }
 
@@ -472,6 +484,7 @@ tessera_window_class_init (TesseraWindowClass *klass)
   window_class->close_request = tessera_window_close_request;
 
   g_type_ensure (TESSERA_TYPE_IMAGE_VIEW);
+  g_type_ensure (TESSERA_TYPE_CHAT_VIEW);
   gtk_widget_class_set_template_from_resource (widget_class, APP_PATH "/ui/tessera-window.ui");
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, toast_overlay);
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, window_title);
@@ -484,6 +497,10 @@ tessera_window_class_init (TesseraWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, status_label);
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, status_bar);
   gtk_widget_class_bind_template_child (widget_class, TesseraWindow, zoom_label_button);
+  gtk_widget_class_bind_template_child (widget_class, TesseraWindow, flap);
+  gtk_widget_class_bind_template_child (widget_class, TesseraWindow, sidebar_box);
+  gtk_widget_class_bind_template_child (widget_class, TesseraWindow, paned);
+  gtk_widget_class_bind_template_child (widget_class, TesseraWindow, chat_view);
 
   gtk_widget_class_install_action (widget_class, "win.open", NULL, open_action);
   gtk_widget_class_install_action (widget_class, "win.paste", NULL, paste_action);
@@ -506,6 +523,8 @@ tessera_window_class_init (TesseraWindowClass *klass)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1, GDK_CONTROL_MASK, "win.zoom-actual", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_KP_1, GDK_CONTROL_MASK, "win.zoom-actual", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_g, GDK_CONTROL_MASK, "win.show-overlay", NULL);
+
+  _tessera_window_chat_class_init (widget_class);
 }
 
 static void
@@ -553,7 +572,17 @@ tessera_window_init (TesseraWindow *self)
 TesseraWindow *
 tessera_window_new (GtkApplication *application)
 {
-  return g_object_new (TESSERA_TYPE_WINDOW, "application", application, NULL);
+  return tessera_window_new_full (application, NULL, NULL);
+}
+
+TesseraWindow *
+tessera_window_new_full (GtkApplication *application, TesseraWorker *worker, TesseraHistory *history)
+{
+  TesseraWindow *self = g_object_new (TESSERA_TYPE_WINDOW, "application", application, NULL);
+  self->worker = worker ? g_object_ref (worker) : NULL;
+  self->history = history ? g_object_ref (history) : NULL;
+  _tessera_window_chat_init (self);
+  return self;
 }
 
 TesseraImageView *
