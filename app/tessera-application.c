@@ -23,6 +23,7 @@ struct _TesseraApplication
   TesseraWorker  *worker;
   TesseraHistory *history;
   char           *history_error;
+  guint           reload_id;
 };
 
 G_DEFINE_FINAL_TYPE (TesseraApplication, tessera_application, ADW_TYPE_APPLICATION)
@@ -32,7 +33,7 @@ new_window (TesseraApplication *self)
 {
   TesseraWindow *window = tessera_window_new_full (GTK_APPLICATION (self), self->worker, self->history);
   if (self->history_error != NULL)
-    tessera_window_show_error (window, self->history_error);
+    tessera_window_set_history_error (window, self->history_error);
   return window;
 }
 
@@ -133,7 +134,25 @@ static void
 load_model (TesseraApplication *self)
 {
   g_autofree char *path = g_settings_get_string (self->settings, "model-path");
+  g_clear_handle_id (&self->reload_id, g_source_remove);
   tessera_worker_load_model (self->worker, path, g_settings_get_int (self->settings, "threads"));
+}
+
+static gboolean
+reload_timeout_cb (gpointer data)
+{
+  TesseraApplication *self = data;
+  self->reload_id = 0;
+  load_model (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* A spin button writes every step: reload once the number has settled. */
+static void
+threads_changed_cb (TesseraApplication *self)
+{
+  g_clear_handle_id (&self->reload_id, g_source_remove);
+  self->reload_id = g_timeout_add (1500, reload_timeout_cb, self);
 }
 
 static void
@@ -162,7 +181,7 @@ tessera_application_startup (GApplication *app)
   self->settings = g_settings_new (APP_ID);
   self->worker = tessera_worker_new ();
   g_signal_connect_swapped (self->settings, "changed::model-path", G_CALLBACK (load_model), self);
-  g_signal_connect_swapped (self->settings, "changed::threads", G_CALLBACK (load_model), self);
+  g_signal_connect_swapped (self->settings, "changed::threads", G_CALLBACK (threads_changed_cb), self);
   load_model (self);
 
   /* Without a history the app still answers; every window says why
@@ -185,6 +204,7 @@ tessera_application_shutdown (GApplication *app)
   TesseraApplication *self = TESSERA_APPLICATION (app);
 
   G_APPLICATION_CLASS (tessera_application_parent_class)->shutdown (app);
+  g_clear_handle_id (&self->reload_id, g_source_remove);
   if (self->settings != NULL)
     g_signal_handlers_disconnect_by_data (self->settings, self);
   g_clear_object (&self->history);

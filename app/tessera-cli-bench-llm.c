@@ -158,6 +158,7 @@ static const char *const layer_mats[] = {
 
 typedef struct {
   double engine_s, blas_s, flops;
+  double engine_cores;   /* CPU time ÷ wall time in the engine's calls */
 } Yardstick;
 
 /* Best of 3, interleaved, for layer 0's products on m rows: the engine's
@@ -172,6 +173,7 @@ yardstick (const TsrGguf *g, TsrPool *pool, int m, Yardstick *y)
   TsrError err;
   gboolean ok = TRUE;
   uint64_t rng = 0x9E3779B97F4A7C15u;
+  double cpu = 0, wall = 0;
 
   memset (y, 0, sizeof *y);
   y->engine_s = y->blas_s = 1e300;
@@ -222,9 +224,14 @@ yardstick (const TsrGguf *g, TsrPool *pool, int m, Yardstick *y)
             y->flops += 2.0 * m * rows * cols;
 
           t0 = now_s ();
-          if (tsr_matmul (pool, tsr_isa_best (), &w, x, m, cols, out, rows, &err) != TSR_OK)
-            ok = FALSE;
+          {
+            double c0 = cpu_s ();
+            if (tsr_matmul (pool, tsr_isa_best (), &w, x, m, cols, out, rows, &err) != TSR_OK)
+              ok = FALSE;
+            cpu += cpu_s () - c0;
+          }
           engine += now_s () - t0;
+          wall += now_s () - t0;
 
           tsr_pool_rest (pool);
           openblas_set_num_threads (nth);
@@ -240,6 +247,7 @@ yardstick (const TsrGguf *g, TsrPool *pool, int m, Yardstick *y)
       y->engine_s = MIN (y->engine_s, engine);
       y->blas_s = MIN (y->blas_s, blas);
     }
+  y->engine_cores = wall > 0 ? cpu / wall : 0;
   g_free (x);
   g_free (out);
   g_free (wf);
@@ -373,6 +381,32 @@ cli_bench_llm (int argc, char **argv)
       rng ^= rng << 17;
       rows[i].token = (int32_t) (rng % info->n_vocab);
     }
+  if (image)
+    {
+      /* Image rows: 64 distinct embeddings (token_embd rows, so of a
+       * realistic scale) over and over; their values change no timing. */
+      const TsrGgufTensor *te = tsr_gguf_find_tensor (g, "token_embd.weight");
+      size_t E = info->n_embd;
+      embd = g_try_new (float, 64 * E);
+      if (info->arch != TSR_ARCH_INTERNLM2_4KHD || te == NULL || embd == NULL)
+        {
+          rc = cli_fail (CLI_EXIT_RUNTIME, "--image yes needs an InternLM-XComposer2-4KHD model file");
+          goto done;
+        }
+      for (int i = 0; i < 64; i++)
+        if (tsr_dequantize_row (te->type, (const unsigned char *) te->data +
+                                  (size_t) rows[i].token * (te->size / info->n_vocab),
+                                embd + i * E, E, &err) != TSR_OK)
+          {
+            rc = cli_fail (CLI_EXIT_RUNTIME, "%s", err.message);
+            goto done;
+          }
+      for (int i = 0; i < max_prompt; i++)
+        {
+          rows[i].embd = embd + (i % 64) * E;
+          rows[i].image = 1;
+        }
+    }
   w_bytes = decode_weight_bytes (g, info->tied_output);
   /* Multiply-adds of the decoder's linear layers per prompt token
    * (performance.md's 13.96 GFLOP at full size): the output head runs for
@@ -408,22 +442,30 @@ cli_bench_llm (int argc, char **argv)
     tsr_llm_state_rewind (state, 0);
   }
 
-  printf ("\n%-10s %8s %10s %10s %10s\n", "prefill", "tokens", "seconds", "tokens/s", "GFLOP/s");
+  printf ("\n%-10s %8s %10s %10s %10s %6s   %s\n", "prefill", "tokens", "seconds", "tokens/s", "GFLOP/s",
+          "cores", "seconds in products / PLoRA / attention / other (GFLOP/s of the products)");
   for (int p = 0; p < n_prompts; p++)
     {
       int L = prompts[p];
       /* Causal attention: QKᵀ and AV over L²/2 pairs, every head, every layer. */
       double attn = 2.0 * 2.0 * (double) info->n_head * info->n_head_dim * ((double) L * L / 2) * info->n_layer;
-      double t0 = now_s ();
+      double t0 = now_s (), c0 = cpu_s ();
+      TsrLlmProfile prof;
       tsr_llm_state_rewind (state, 0);
+      tsr_llm_state_profile (state, NULL, 1);
       if (tsr_llm_forward (llm, state, pool, rows, L, logits, NULL, &err) != TSR_OK)
         {
           rc = cli_fail (CLI_EXIT_RUNTIME, "%s", err.message);
           goto done;
         }
       prefill_s[p] = now_s () - t0;
-      printf ("%-10s %8d %10.2f %10.2f %10.1f\n", "", L, prefill_s[p], L / prefill_s[p],
-              (L * lin_flops + attn) / prefill_s[p] / 1e9);
+      tsr_llm_state_profile (state, &prof, 1);
+      printf ("%-10s %8d %10.2f %10.2f %10.1f %6.2f   %.1f / %.1f / %.1f / %.1f (%.1f)\n", "", L,
+              prefill_s[p], L / prefill_s[p], (L * lin_flops + attn) / prefill_s[p] / 1e9,
+              (cpu_s () - c0) / prefill_s[p], prof.products_ms / 1e3, prof.lora_ms / 1e3,
+              prof.attention_ms / 1e3, (prof.total_ms - prof.products_ms - prof.lora_ms -
+                                        prof.attention_ms) / 1e3,
+              L * lin_flops / (prof.products_ms / 1e3) / 1e9);
       fflush (stdout);
     }
 
@@ -463,6 +505,27 @@ cli_bench_llm (int argc, char **argv)
           "keys and values %.2f GB allocated, touched as used)\n",
           ru.ru_maxrss * 1024.0 / 1e9, tsr_llm_state_kv_bytes (state) / 1e9);
 
+  if (with_yardstick)
+    {
+      Yardstick y;
+      int m = TSR_LLM_PREFILL_CHUNK < max_prompt ? TSR_LLM_PREFILL_CHUNK : max_prompt;
+      if (yardstick (g, pool, m, &y))
+        {
+          double sgemm = y.flops / y.blas_s / 1e9;
+          printf ("yardstick  layer 0's 7 products on %d rows (%.1f GFLOP), best of 3: engine %.1f GFLOP/s "
+                  "(%s, %.2f cores), OpenBLAS f32 sgemm on its own %d threads %.1f GFLOP/s: ratio %.2f\n",
+                  m, y.flops / 1e9, y.flops / y.engine_s / 1e9,
+                  tsr_dtype_name (tsr_gguf_find_tensor (g, "blk.0.attn_q.weight")->type), y.engine_cores,
+                  tsr_pool_size (pool), sgemm, y.blas_s / y.engine_s);
+          for (int p = 0; p < n_prompts; p++)
+            printf ("yardstick  prefill of %d: %.2f of the sgemm rate (linear layers' FLOPs ÷ its wall time "
+                    "÷ sgemm's GFLOP/s)\n", prompts[p],
+                    prompts[p] * lin_flops / prefill_s[p] / 1e9 / sgemm);
+        }
+      else
+        printf ("yardstick  not measured (memory)\n");
+    }
+
   triad = triad_gbs (pool);
   if (triad > 0)
     {
@@ -484,6 +547,7 @@ cli_bench_llm (int argc, char **argv)
           "the bound; peak RSS ≤ weights + 2 GB at 8192\n");
 
 done:
+  g_free (embd);
   g_free (rows);
   g_free (logits);
   g_free (decode_s);

@@ -331,6 +331,7 @@ post_state (TesseraWorker *self, TesseraWorkerState state, const char *error, co
             const char *name, gint64 size)
 {
   StateUpdate *u;
+  GSource *source;
 
   if (g_atomic_int_get (&self->quitting))
     return;
@@ -341,7 +342,13 @@ post_state (TesseraWorker *self, TesseraWorkerState state, const char *error, co
   u->path = g_strdup (path);
   u->name = g_strdup (name);
   u->size = size;
-  g_main_context_invoke (self->context, apply_state, u);
+  /* Not g_main_context_invoke(): it would run apply_state on this thread
+   * whenever the main thread happens not to hold its context. */
+  source = g_idle_source_new ();
+  g_source_set_callback (source, apply_state, u, NULL);
+  g_source_set_static_name (source, "[tessera-worker] state");
+  g_source_attach (source, self->context);
+  g_source_unref (source);
 }
 
 /* ==== Worker thread: the model ========================================== */

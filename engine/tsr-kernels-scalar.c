@@ -4,6 +4,7 @@
  * path is tested against, and the path for CPUs without one.
  */
 #include <pthread.h>
+#include <math.h>
 #include <string.h>
 
 #include "tsr-dtype.h"
@@ -150,8 +151,34 @@ deq_q4_0 (const void *w, float *y, int64_t k)
   tsr_dequantize_row_q4_0 (w, y, (size_t) k);
 }
 
+/* As HF computes it in f32: subtract the maximum, exponentiate, divide
+ * by the sum. */
+static void
+softmax (float *s, int64_t n)
+{
+  float mx = s[0], sum = 0.0f;
+  for (int64_t i = 1; i < n; i++)
+    mx = s[i] > mx ? s[i] : mx;
+  for (int64_t i = 0; i < n; i++)
+    {
+      s[i] = expf (s[i] - mx);
+      sum += s[i];
+    }
+  for (int64_t i = 0; i < n; i++)
+    s[i] /= sum;
+}
+
+static void
+silu_mul (float *g, const float *u, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    g[i] = g[i] / (1.0f + expf (-g[i])) * u[i];
+}
+
 const TsrKernelTable tsr_kernels_scalar = {
   .dot = { dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0 },
   .quantize_q8_0 = quantize_q8_0,
   .dequantize = { deq_f32, deq_f16, deq_bf16, deq_q8_0, deq_q4_0 },
+  .softmax = softmax,
+  .silu_mul = silu_mul,
 };

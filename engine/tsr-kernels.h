@@ -87,6 +87,10 @@ typedef struct {
   void  (*quantize_q8_0) (const float *x, void *dst, int64_t k);
   /* One weight row → K f32 values. */
   void  (*dequantize[5]) (const void *w, float *y, int64_t k);
+  /* s[0..n) → softmax (s), in place (n ≥ 1). */
+  void  (*softmax) (float *s, int64_t n);
+  /* g[i] = silu (g[i])·u[i] = g/(1 + e^−g)·u: SwiGLU. */
+  void  (*silu_mul) (float *g, const float *u, int64_t n);
 } TsrKernelTable;
 
 /* Index of a type in the tables above; -1 for an unsupported type. */

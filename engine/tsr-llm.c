@@ -325,6 +325,12 @@ now_ms (void)
   return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+static const TsrKernelTable *
+kernels (const TsrLlm *m)
+{
+  return m->isa == TSR_ISA_AVX2 ? &tsr_kernels_avx2 : &tsr_kernels_scalar;
+}
+
 static void
 rmsnorm (float *y, const float *x, const float *w, int64_t n, float eps)
 {
@@ -443,12 +449,7 @@ rows_job (void *ctx, int ith, int nth)
         }
         break;
       case ROWS_SWIGLU:
-        {
-          float *g = j->x + (size_t) i * W;
-          const float *u = j->d + (size_t) i * W;
-          for (int64_t e = 0; e < W; e++)
-            g[e] = g[e] / (1.0f + expf (-g[e])) * u[e];
-        }
+        kernels (m)->silu_mul (j->x + (size_t) i * W, j->d + (size_t) i * W, W);
         break;
       case ROWS_LORA_ADD:
         {
@@ -551,7 +552,7 @@ static void
 widen_head (const TsrLlm *m, const uint16_t *src, int ld, int L, float *dst)
 {
   int hd = (int) m->info.n_head_dim;
-  const TsrKernelTable *kt = m->isa == TSR_ISA_AVX2 ? &tsr_kernels_avx2 : &tsr_kernels_scalar;
+  const TsrKernelTable *kt = kernels (m);
   for (int t = 0; t < L; t++)
     kt->dequantize[1] (src + (size_t) t * ld, dst + (size_t) t * hd, hd);
 }
@@ -568,6 +569,7 @@ attn_job (void *ctx, int ith, int nth)
   int ldq = H * hd, ldk = Hkv * hd;
   float *P = j->scratch + (size_t) ith * j->scratch_per_thread;
   float scale = 1.0f / sqrtf ((float) hd);
+  const TsrKernelTable *kt = kernels (j->m);
 
   for (int h = ith; h < H; h += nth)
     {
@@ -600,18 +602,8 @@ attn_job (void *ctx, int ith, int nth)
             {
               float *p = P + (size_t) i * Lb;
               int last = j->pos0 + b0 + i;   /* row b0 + i sees positions 0..last */
-              float mx = -INFINITY, sum = 0;
-              for (int t = 0; t <= last; t++)
-                mx = p[t] > mx ? p[t] : mx;
-              for (int t = 0; t <= last; t++)
-                {
-                  p[t] = expf (p[t] - mx);
-                  sum += p[t];
-                }
-              for (int t = 0; t <= last; t++)
-                p[t] /= sum;
-              for (int t = last + 1; t < Lb; t++)
-                p[t] = 0;
+              kt->softmax (p, last + 1);
+              memset (p + last + 1, 0, (size_t) (Lb - last - 1) * sizeof (float));
             }
           cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, bn, hd, Lb, 1.0f, P, Lb,
                        vh, ldkv, 0.0f, j->out + (size_t) b0 * ldq + h * hd, ldq);

@@ -376,6 +376,59 @@ test_errors (TsrPool *pool)
   free_matrix (&mat);
 }
 
+/* Softmax and SwiGLU: the AVX2 polynomial exp against libm's, on rows
+ * of every tail length, with scores spread as attention's are (and a
+ * row whose maximum dominates, where the others underflow to 0). */
+static void
+test_row_twins (void)
+{
+  const int64_t ns[] = { 1, 3, 7, 8, 9, 16, 100, 4099 };
+  if (!tsr_isa_available (TSR_ISA_AVX2))
+    return;
+  for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+    for (int spread = 0; spread < 3; spread++)
+      {
+        int64_t n = ns[ni];
+        float *a = malloc ((size_t) n * sizeof (float)), *b = malloc ((size_t) n * sizeof (float));
+        float *u = malloc ((size_t) n * sizeof (float)), *g1 = malloc ((size_t) n * sizeof (float));
+        float *g2 = malloc ((size_t) n * sizeof (float));
+        float range = spread == 0 ? 1.0f : spread == 1 ? 30.0f : 200.0f;
+        double worst = 0, sum = 0;
+        for (int64_t i = 0; i < n; i++)
+          {
+            a[i] = b[i] = frand () * range;
+            g1[i] = g2[i] = frand () * range;
+            u[i] = frand () * 4.0f;
+          }
+        tsr_kernels_scalar.softmax (a, n);
+        tsr_kernels_avx2.softmax (b, n);
+        for (int64_t i = 0; i < n; i++)
+          {
+            double d = fabs ((double) a[i] - b[i]) / (a[i] > 1e-30f ? a[i] : 1e-30f);
+            worst = a[i] > 1e-30f && d > worst ? d : worst;
+            sum += b[i];
+          }
+        CHECK (worst <= 1e-5 && fabs (sum - 1.0) <= 1e-5,
+               "softmax avx2 vs scalar, n=%lld, range %g: relative difference %.3g, sum %.9g",
+               (long long) n, range, worst, sum);
+        tsr_kernels_scalar.silu_mul (g1, u, n);
+        tsr_kernels_avx2.silu_mul (g2, u, n);
+        worst = 0;
+        for (int64_t i = 0; i < n; i++)
+          {
+            double d = fabs ((double) g1[i] - g2[i]) / (fabs (g1[i]) > 1e-30 ? fabs (g1[i]) : 1e-30);
+            worst = fabs (g1[i]) > 1e-30 && d > worst ? d : worst;
+          }
+        CHECK (worst <= 1e-5, "silu_mul avx2 vs scalar, n=%lld, range %g: relative difference %.3g",
+               (long long) n, range, worst);
+        free (a);
+        free (b);
+        free (u);
+        free (g1);
+        free (g2);
+      }
+}
+
 int
 main (void)
 {
@@ -392,6 +445,7 @@ main (void)
   printf ("test-kernels: best ISA here: %s\n", tsr_isa_name (tsr_isa_best ()));
   test_pool ();
   test_twins ();
+  test_row_twins ();
   test_products (pools, 3);
   test_errors (pools[1]);
   for (int i = 0; i < 3; i++)

@@ -15,6 +15,7 @@
 
 #include <glib/gi18n.h>
 
+#include "tessera-history-sidebar.h"
 #include "tessera-image-load.h"
 #include "tessera-window-private.h"
 
@@ -93,7 +94,7 @@ answer_footer (int hd_num, int n_tokens, double prefill_speed, double decode_spe
     {
       if (s->len > 0)
         g_string_append (s, " · ");
-      g_string_append_printf (s, g_dngettext (GETTEXT_PACKAGE, "%d token", "%d tokens", n_tokens), n_tokens);
+      g_string_append_printf (s, ngettext ("%d token", "%d tokens", n_tokens), n_tokens);
     }
   if (decode_speed > 0)
     {
@@ -116,8 +117,8 @@ answer_footer (int hd_num, int n_tokens, double prefill_speed, double decode_spe
 static void
 sidebar_select (TesseraWindow *self, gint64 id)
 {
-  (void) self;
-  (void) id;
+  if (self->sidebar != NULL)
+    tessera_history_sidebar_select (TESSERA_HISTORY_SIDEBAR (self->sidebar), id);
 }
 
 static void
@@ -585,7 +586,77 @@ tessera_window_get_chat_view (TesseraWindow *self)
   return self->chat_view;
 }
 
+/* ==== The conversation list ============================================ */
+
+static void
+conversation_activated_cb (TesseraHistorySidebar *sidebar, gint64 id, TesseraWindow *self)
+{
+  tessera_window_open_conversation (self, id);
+}
+
+typedef struct {
+  TesseraWindow *window;
+  gint64         id;
+} Undo;
+
+static void
+undo_delete_cb (AdwToast *toast, Undo *u)
+{
+  g_autoptr(GError) error = NULL;
+  if (u->window->history != NULL &&
+      !tessera_history_undelete_conversation (u->window->history, u->id, &error))
+    _tessera_window_show_error (u->window, error->message);
+}
+
+static void
+undo_free (gpointer data, GClosure *closure)
+{
+  g_free (data);
+}
+
+static void
+conversation_deleted_cb (TesseraHistorySidebar *sidebar, gint64 id, const char *title, TesseraWindow *self)
+{
+  g_autofree char *text = NULL;
+  AdwToast *toast;
+  Undo *u;
+
+  if (id == self->conversation_id && self->asking == NULL)
+    start_new_conversation (self);
+  else if (id == self->conversation_id)
+    {
+      /* The answer goes on into the deleted conversation; Undo keeps it. */
+    }
+  text = g_strdup_printf (_("“%s” deleted"), title != NULL && title[0] != '\0' ? title : _("Conversation"));
+  toast = adw_toast_new (text);
+  adw_toast_set_button_label (toast, _("_Undo"));
+  adw_toast_set_priority (toast, ADW_TOAST_PRIORITY_HIGH);
+  u = g_new0 (Undo, 1);
+  u->window = self;
+  u->id = id;
+  g_signal_connect_data (toast, "button-clicked", G_CALLBACK (undo_delete_cb), u, undo_free, 0);
+  _tessera_window_show_toast (self, toast);
+}
+
+static void
+notify_user_cb (TesseraHistorySidebar *sidebar, const char *message, TesseraWindow *self)
+{
+  AdwToast *toast = adw_toast_new (message);
+  adw_toast_set_timeout (toast, 5);
+  _tessera_window_show_toast (self, toast);
+}
+
 /* ==== Actions =========================================================== */
+
+static void
+search_action (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  TesseraWindow *self = TESSERA_WINDOW (widget);
+  if (self->sidebar == NULL)
+    return;
+  adw_flap_set_reveal_flap (self->flap, TRUE);
+  tessera_history_sidebar_start_search (TESSERA_HISTORY_SIDEBAR (self->sidebar));
+}
 
 static void
 new_conversation_action (GtkWidget *widget, const char *action_name, GVariant *param)
@@ -615,6 +686,9 @@ _tessera_window_chat_class_init (GtkWidgetClass *widget_class)
   gtk_widget_class_install_action (widget_class, "win.new-conversation", NULL, new_conversation_action);
   gtk_widget_class_install_action (widget_class, "win.stop-answer", NULL, stop_answer_action);
   gtk_widget_class_install_action (widget_class, "win.focus-question", NULL, focus_question_action);
+  gtk_widget_class_install_action (widget_class, "win.search", NULL, search_action);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_f, GDK_CONTROL_MASK, "win.search", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F9, 0, "win.sidebar-visible", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_n, GDK_CONTROL_MASK, "win.new-conversation", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.stop-answer", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_l, GDK_CONTROL_MASK, "win.focus-question", NULL);
@@ -637,7 +711,24 @@ _tessera_window_chat_init (TesseraWindow *self)
   g_action_map_add_action (G_ACTION_MAP (self), sidebar_action);
   g_settings_bind (self->settings, "sidebar-visible", self->flap, "reveal-flap", G_SETTINGS_BIND_DEFAULT);
 
+  self->sidebar = tessera_history_sidebar_new (self->history);
+  gtk_widget_set_hexpand (self->sidebar, TRUE);
+  gtk_widget_set_vexpand (self->sidebar, TRUE);
+  gtk_box_append (self->sidebar_box, self->sidebar);
+  g_signal_connect (self->sidebar, "conversation-activated", G_CALLBACK (conversation_activated_cb), self);
+  g_signal_connect (self->sidebar, "conversation-deleted", G_CALLBACK (conversation_deleted_cb), self);
+  g_signal_connect (self->sidebar, "notify-user", G_CALLBACK (notify_user_cb), self);
+
   update_actions (self);
+}
+
+void
+tessera_window_set_history_error (TesseraWindow *self, const char *message)
+{
+  g_return_if_fail (TESSERA_IS_WINDOW (self));
+  if (self->sidebar != NULL)
+    tessera_history_sidebar_set_error (TESSERA_HISTORY_SIDEBAR (self->sidebar), message);
+  _tessera_window_show_error (self, message);
 }
 
 void
@@ -650,6 +741,9 @@ _tessera_window_chat_dispose (TesseraWindow *self)
       self->asking = NULL;
     }
   g_clear_pointer (&self->turns, g_ptr_array_unref);
+  if (self->sidebar != NULL)
+    g_signal_handlers_disconnect_by_data (self->sidebar, self);
+  self->sidebar = NULL;
   g_clear_pointer (&self->restoring_key, g_free);
   g_clear_object (&self->worker);
   g_clear_object (&self->history);

@@ -40,6 +40,9 @@ gint64            tessera_window_get_conversation (TesseraWindow *self);
 void              tessera_window_open_conversation (TesseraWindow *self,
                                                   gint64          conversation_id);
 gboolean          tessera_window_is_answering    (TesseraWindow  *self);
+/* The history could not be opened: the list says so, and a toast. */
+void              tessera_window_set_history_error (TesseraWindow *self,
+                                                  const char     *message);
 /* A toast that says what happened and what to do. */
 void              tessera_window_show_error      (TesseraWindow  *self,
                                                   const char     *message);
