@@ -106,6 +106,7 @@ struct Job
   GString       *text;
   gboolean       text_dirty;
   gboolean       idle_pending;
+  gint64         last_dispatch;   /* monotonic µs */
   gboolean       done;
   TesseraWorkerAnswer *answer;
   GError        *error;
@@ -187,6 +188,7 @@ job_dispatch (gpointer data)
   done = job->done;
   job->progress_dirty = job->text_dirty = FALSE;
   job->idle_pending = FALSE;
+  job->last_dispatch = g_get_monotonic_time ();
   g_mutex_unlock (&job->lock);
 
   if (progress_dirty && !done && job->progress_cb != NULL)
@@ -208,16 +210,24 @@ job_dispatch (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* Called with job->lock held: makes sure one idle will look at the job. */
+/* Reports reach the main loop at most this often (µs), the end at once. */
+#define REPORT_INTERVAL 40000
+
+/* Called with job->lock held: makes sure one source will look at the job.
+ * It runs at default priority, above GTK's drawing, so a window that is
+ * slow to draw (software rendering, a big image) still hears from the
+ * engine; the interval leaves the frames in between to GTK. */
 static void
 job_schedule_locked (Job *job)
 {
   GSource *source;
+  gint64 wait;
 
   if (job->idle_pending)
     return;
   job->idle_pending = TRUE;
-  source = g_idle_source_new ();
+  wait = job->done ? 0 : job->last_dispatch + REPORT_INTERVAL - g_get_monotonic_time ();
+  source = wait > 0 ? g_timeout_source_new ((guint) (wait / 1000) + 1) : g_idle_source_new ();
   g_source_set_priority (source, G_PRIORITY_DEFAULT);
   g_source_set_callback (source, job_dispatch, job_ref (job), (GDestroyNotify) job_unref);
   g_source_set_static_name (source, "[tessera-worker] report");
@@ -244,10 +254,12 @@ estimate_left (Job *job, TesseraWorkStage stage, int done, int total, double rat
     case TESSERA_WORK_ENCODING:
       {
         double per_view = rate > 0 ? 1.0 / rate : w->view_seconds;
-        if (per_view <= 0 || prefill_rate <= 0)
+        if (per_view <= 0)
           return -1;
-        /* The question and the history are small beside the image. */
-        return (total - done) * per_view + (job->image_rows + 64) / prefill_rate;
+        /* Before a first answer has measured the prompt's speed, the
+         * estimate covers the image alone. The question and the history
+         * are small beside the image. */
+        return (total - done) * per_view + (prefill_rate > 0 ? (job->image_rows + 64) / prefill_rate : 0);
       }
     case TESSERA_WORK_READING:
       return prefill_rate > 0 ? (total - done) / prefill_rate : -1;
@@ -318,6 +330,8 @@ apply_state (gpointer data)
   self->model_name = g_steal_pointer (&u->name);
   self->model_size = u->size;
   self->state = u->state;
+  g_debug ("model %s: state %d%s%s", self->model_path ? self->model_path : "(none)", self->state,
+           self->error ? ": " : "", self->error ? self->error : "");
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MODEL_NAME]);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_ERROR]);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
@@ -345,6 +359,7 @@ post_state (TesseraWorker *self, TesseraWorkerState state, const char *error, co
   /* Not g_main_context_invoke(): it would run apply_state on this thread
    * whenever the main thread happens not to hold its context. */
   source = g_idle_source_new ();
+  g_source_set_priority (source, G_PRIORITY_DEFAULT);
   g_source_set_callback (source, apply_state, u, NULL);
   g_source_set_static_name (source, "[tessera-worker] state");
   g_source_attach (source, self->context);
@@ -894,7 +909,10 @@ static void
 tessera_worker_init (TesseraWorker *self)
 {
   self->queue = g_async_queue_new ();
-  self->context = g_main_context_ref_thread_default ();
+  /* The global default context, not the thread-default one: GApplication
+   * runs its startup with a context of its own pushed, and reports sent
+   * there would never be seen. */
+  self->context = g_main_context_ref (g_main_context_default ());
   self->thread = g_thread_new ("tessera-model", worker_thread, self);
 }
 

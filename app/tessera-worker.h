@@ -14,8 +14,8 @@
  * Everything a request reports — progress, answer text, the end — reaches
  * the main loop through at most one pending idle source per request: the
  * engine may report a thousand times a second, the window wants the latest
- * state a frame at a time. Callbacks run in the main context the worker was
- * created in, in order, and the last one for a request is always its
+ * state a frame at a time. Callbacks run in the global default main
+ * context, in order, and the last one for a request is always its
  * GAsyncReadyCallback.
  *
  * Cancelling a request's GCancellable stops it between layers or tokens;

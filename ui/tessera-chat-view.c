@@ -31,6 +31,7 @@ struct _TesseraChatView
   GtkLabel       *progress_label;
   GtkLabel       *progress_detail;
   GtkProgressBar *progress_bar;
+  GtkWidget      *compose_box;
   GtkTextView    *entry;
   GtkButton      *send_button;
 
@@ -257,6 +258,7 @@ tessera_chat_view_set_state (TesseraChatView *self, TesseraChatState state, cons
   else
     gtk_spinner_stop (self->loading_spinner);
   gtk_stack_set_visible_child_name (self->stack, pages[state]);
+  gtk_widget_set_visible (GTK_WIDGET (self->compose_box), state == TESSERA_CHAT_READY);
   update_send_button (self);
 }
 
@@ -461,6 +463,7 @@ tessera_chat_view_class_init (TesseraChatViewClass *klass)
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, progress_label);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, progress_detail);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, progress_bar);
+  gtk_widget_class_bind_template_child (widget_class, TesseraChatView, compose_box);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, entry);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, send_button);
 

@@ -19,6 +19,9 @@
 #include "tessera-image-load.h"
 #include "tessera-window-private.h"
 
+/* The chat pane's width at first, in logical pixels. */
+#define CHAT_WIDTH 440
+
 /* How often a streaming answer is written to the history. */
 #define SAVE_INTERVAL_US (1000 * 1000)
 
@@ -694,12 +697,28 @@ _tessera_window_chat_class_init (GtkWidgetClass *widget_class)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_l, GDK_CONTROL_MASK, "win.focus-question", NULL);
 }
 
+/* The chat pane starts at a reading width; the image takes the rest.
+ * GtkPaned knows its size only once allocated. */
+static void
+paned_max_position_cb (GtkPaned *paned, GParamSpec *pspec, TesseraWindow *self)
+{
+  int max = 0, chat_min = 0;
+  g_object_get (paned, "max-position", &max, NULL);
+  if (max < 400)
+    return;
+  /* max-position leaves the chat pane its minimum width. */
+  gtk_widget_measure (GTK_WIDGET (self->chat_view), GTK_ORIENTATION_HORIZONTAL, -1, &chat_min, NULL, NULL, NULL);
+  gtk_paned_set_position (paned, max + chat_min - MAX (CHAT_WIDTH, chat_min));
+  g_signal_handlers_disconnect_by_func (paned, paned_max_position_cb, self);
+}
+
 void
 _tessera_window_chat_init (TesseraWindow *self)
 {
   g_autoptr(GAction) sidebar_action = NULL;
 
   self->turns = g_ptr_array_new_with_free_func (g_free);
+  g_signal_connect (self->paned, "notify::max-position", G_CALLBACK (paned_max_position_cb), self);
   g_signal_connect (self->chat_view, "send", G_CALLBACK (send_cb), self);
   g_signal_connect (self->chat_view, "stop", G_CALLBACK (stop_cb), self);
   if (self->worker != NULL)
@@ -712,7 +731,6 @@ _tessera_window_chat_init (TesseraWindow *self)
   g_settings_bind (self->settings, "sidebar-visible", self->flap, "reveal-flap", G_SETTINGS_BIND_DEFAULT);
 
   self->sidebar = tessera_history_sidebar_new (self->history);
-  gtk_widget_set_hexpand (self->sidebar, TRUE);
   gtk_widget_set_vexpand (self->sidebar, TRUE);
   gtk_box_append (self->sidebar_box, self->sidebar);
   g_signal_connect (self->sidebar, "conversation-activated", G_CALLBACK (conversation_activated_cb), self);
