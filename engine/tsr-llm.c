@@ -631,7 +631,7 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
   int64_t qd = (int64_t) H * hd, kvd = (int64_t) Hkv * hd;
   int nth = tsr_pool_size (pool);
   int start_pos = s->pos;
-  int CHUNK = TSR_LLM_PREFILL_CHUNK;
+  const int CHUNK = TSR_LLM_PREFILL_CHUNK;
   TsrStatus st = TSR_OK;
   float *h = NULL, *x = NULL, *q = NULL, *k = NULL, *v = NULL, *g = NULL, *u = NULL, *tmp = NULL;
   float *scratch = NULL, *lx = NULL, *la = NULL, *lb = NULL;
@@ -641,8 +641,6 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
   double t_start = now_ms (), t0;
   Ctx c;
 
-  if (getenv ("TSR_LLM_CHUNK") != NULL)
-    CHUNK = atoi (getenv ("TSR_LLM_CHUNK"));
   if (n <= 0)
     return tsr_error_set (err, TSR_EINVAL, "Nothing to feed the model.");
   if (s->pos + n > s->n_ctx)

@@ -16,7 +16,8 @@ TsrStatus tsr_llm_state_copy (TsrLlmState *dst, const TsrLlmState *src, int from
  * progress and the abort poll come between them). Each many-rows product
  * dequantises every weight once per chunk and OpenBLAS packs each weight
  * chunk once per thread's share of it, so longer chunks amortise both;
- * the activations cost ≈ 0.5 MB a row at full size. */
+ * the activations cost ≈ 0.3 MB a row at full size (engine/DESIGN.md,
+ * tsr-llm). */
 #define TSR_LLM_PREFILL_CHUNK 512
 
 /* Where a state's forward calls spent their time, summed since the last
