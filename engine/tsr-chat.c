@@ -228,11 +228,12 @@ tsr_text_stream_push (TsrTextStream *s, const char *text, size_t len, int final,
   k = final || s->cut ? s->n_raw : settled (s);
   if (!reserve (&s->work, &s->cap_work, k + 1))
     return oom (err);
-  memcpy (s->work, s->raw, k);
+  if (k > 0)
+    memcpy (s->work, s->raw, k);
   n = tsr_chat_clean_up (s->work, k);
   /* The settled text's cleaning extends what went out; should it ever not,
    * nothing more goes out rather than something wrong. */
-  if (n <= s->n_sent || memcmp (s->work, s->sent, s->n_sent) != 0)
+  if (n <= s->n_sent || (s->n_sent > 0 && memcmp (s->work, s->sent, s->n_sent) != 0))
     return TSR_OK;
   if (!reserve (&s->sent, &s->cap_sent, n + 1))
     return oom (err);

@@ -196,11 +196,13 @@ watch_answer (Watch *w, int timeout_ms)
   w->last_iteration = g_get_monotonic_time ();
   while (tessera_window_is_answering (w->win))
     {
-      const char *p = tessera_chat_view_get_progress_text (chat);
-      guint n = tessera_chat_view_get_n_messages (chat);
+      g_autofree char *p = NULL;
+      guint n;
       gint64 now;
 
       g_main_context_iteration (NULL, FALSE);
+      p = g_strdup (tessera_chat_view_get_progress_text (chat));
+      n = tessera_chat_view_get_n_messages (chat);
       now = g_get_monotonic_time ();
       w->longest_stall = MAX (w->longest_stall, now - w->last_iteration);
       w->last_iteration = now;

@@ -1548,7 +1548,7 @@ test_model_layout (void)
     TsrGgufModelInfo mi;
     TsrStatus st = tsr_gguf_model_info (g, &mi, &err);
     CHECK (st == TSR_OK, "tiny internlm2-4khd: %s", err.message);
-    CHECK (mi.arch == TSR_ARCH_INTERNLM2_4KHD && mi.synthetic && mi.n_head_dim == hd && mi.n_vocab == V &&
+    CHECK (mi.arch == TSR_ARCH_INTERNLM2_4KHD && mi.synthetic && mi.n_head_dim == (uint32_t) hd && mi.n_vocab == V &&
            mi.plora_rank[TSR_PLORA_ATTN_QKV] == 2 && mi.plora_scale[TSR_PLORA_ATTN_QKV] == 2.0f &&
            mi.v_n_embd == VE && mi.mm_n_in == 4 * VE && mi.im_start_id == 15 && mi.im_end_id == 14 &&
            mi.rope_freq_base == 1e6f, "tiny internlm2-4khd values");
