@@ -39,7 +39,7 @@ struct _TesseraChatView
   gboolean        busy;
   gboolean        stick_to_bottom;
   guint           pulse_id;
-  GPtrArray      *messages;       /* GtkTextView of each message, in order */
+  GPtrArray      *messages;       /* each message's text widget, in order */
   GtkTextView    *streaming;      /* the answer being written, or NULL */
   GtkLabel       *streaming_footer;
 };
@@ -82,12 +82,34 @@ adjustment_value_changed_cb (GtkAdjustment *adj, TesseraChatView *self)
   self->stick_to_bottom = gtk_adjustment_get_value (adj) >= bottom - 24;
 }
 
-static GtkTextView *
+/* GtkTextView lays its lines out in the background (after the first
+ * frame) and its new height does not reach the scrolled window above it,
+ * so an answer rendered before it was shown kept the height it had at a
+ * narrow width: ten times too tall, the footer out of sight. A resize
+ * once the layout has settled fixes it. */
+static gboolean
+refit_cb (gpointer data)
+{
+  GtkWidget *view = data;
+  if (gtk_widget_get_parent (view) != NULL)
+    gtk_widget_queue_resize (view);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+refit_later (GtkTextView *view)
+{
+  g_timeout_add_full (G_PRIORITY_LOW, 200, refit_cb, g_object_ref (view), g_object_unref);
+}
+
+/* A row: who speaks, the text, a dim footer. Questions are plain text in
+ * a selectable label; answers are a text view the Markdown renders into. */
+static GtkWidget *
 add_message (TesseraChatView *self, gboolean user, GtkLabel **footer_out)
 {
   GtkWidget *row = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
   GtkWidget *who = gtk_label_new (user ? _("You") : _("Tessera"));
-  GtkWidget *view = gtk_text_view_new ();
+  GtkWidget *body;
   GtkWidget *footer = gtk_label_new (NULL);
 
   gtk_widget_add_css_class (row, "tessera-message");
@@ -96,12 +118,24 @@ add_message (TesseraChatView *self, gboolean user, GtkLabel **footer_out)
   gtk_widget_add_css_class (who, "heading");
   gtk_widget_add_css_class (who, "caption-heading");
 
-  gtk_text_view_set_editable (GTK_TEXT_VIEW (view), FALSE);
-  gtk_text_view_set_cursor_visible (GTK_TEXT_VIEW (view), FALSE);
-  gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (view), GTK_WRAP_WORD_CHAR);
-  gtk_text_view_set_top_margin (GTK_TEXT_VIEW (view), 2);
-  gtk_text_view_set_bottom_margin (GTK_TEXT_VIEW (view), 2);
-  gtk_widget_add_css_class (view, "tessera-message-text");
+  if (user)
+    {
+      body = gtk_label_new (NULL);
+      gtk_label_set_xalign (GTK_LABEL (body), 0);
+      gtk_label_set_wrap (GTK_LABEL (body), TRUE);
+      gtk_label_set_wrap_mode (GTK_LABEL (body), PANGO_WRAP_WORD_CHAR);
+      gtk_label_set_selectable (GTK_LABEL (body), TRUE);
+    }
+  else
+    {
+      body = gtk_text_view_new ();
+      gtk_text_view_set_editable (GTK_TEXT_VIEW (body), FALSE);
+      gtk_text_view_set_cursor_visible (GTK_TEXT_VIEW (body), FALSE);
+      gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (body), GTK_WRAP_WORD_CHAR);
+      gtk_text_view_set_top_margin (GTK_TEXT_VIEW (body), 2);
+      gtk_text_view_set_bottom_margin (GTK_TEXT_VIEW (body), 2);
+    }
+  gtk_widget_add_css_class (body, "tessera-message-text");
 
   gtk_label_set_xalign (GTK_LABEL (footer), 0);
   gtk_label_set_wrap (GTK_LABEL (footer), TRUE);
@@ -110,14 +144,14 @@ add_message (TesseraChatView *self, gboolean user, GtkLabel **footer_out)
   gtk_widget_set_visible (footer, FALSE);
 
   gtk_box_append (GTK_BOX (row), who);
-  gtk_box_append (GTK_BOX (row), view);
+  gtk_box_append (GTK_BOX (row), body);
   gtk_box_append (GTK_BOX (row), footer);
   gtk_box_append (self->messages_box, row);
-  g_ptr_array_add (self->messages, view);
+  g_ptr_array_add (self->messages, body);
   gtk_stack_set_visible_child_name (self->chat_stack, "messages");
   if (footer_out != NULL)
     *footer_out = GTK_LABEL (footer);
-  return GTK_TEXT_VIEW (view);
+  return body;
 }
 
 static void
@@ -152,11 +186,11 @@ tessera_chat_view_clear (TesseraChatView *self)
 void
 tessera_chat_view_add_question (TesseraChatView *self, const char *text)
 {
-  GtkTextView *view;
+  GtkWidget *label;
   g_return_if_fail (TESSERA_IS_CHAT_VIEW (self));
 
-  view = add_message (self, TRUE, NULL);
-  gtk_text_buffer_set_text (gtk_text_view_get_buffer (view), text, -1);
+  label = add_message (self, TRUE, NULL);
+  gtk_label_set_text (GTK_LABEL (label), text);
   self->stick_to_bottom = TRUE;
 }
 
@@ -167,16 +201,17 @@ tessera_chat_view_add_answer (TesseraChatView *self, const char *text, const cha
   GtkTextView *view;
   g_return_if_fail (TESSERA_IS_CHAT_VIEW (self));
 
-  view = add_message (self, FALSE, &footer_label);
+  view = GTK_TEXT_VIEW (add_message (self, FALSE, &footer_label));
   tessera_markdown_render (gtk_text_view_get_buffer (view), text);
   set_footer (footer_label, footer, stopped);
+  refit_later (view);
 }
 
 void
 tessera_chat_view_begin_answer (TesseraChatView *self)
 {
   g_return_if_fail (TESSERA_IS_CHAT_VIEW (self));
-  self->streaming = add_message (self, FALSE, &self->streaming_footer);
+  self->streaming = GTK_TEXT_VIEW (add_message (self, FALSE, &self->streaming_footer));
   self->stick_to_bottom = TRUE;
 }
 
@@ -197,6 +232,7 @@ tessera_chat_view_end_answer (TesseraChatView *self, const char *text, const cha
     tessera_chat_view_begin_answer (self);
   tessera_markdown_render (gtk_text_view_get_buffer (self->streaming), text != NULL ? text : "");
   set_footer (self->streaming_footer, footer, stopped);
+  refit_later (self->streaming);
   self->streaming = NULL;
   self->streaming_footer = NULL;
 }
@@ -216,6 +252,8 @@ tessera_chat_view_dup_message_text (TesseraChatView *self, guint i)
   g_return_val_if_fail (TESSERA_IS_CHAT_VIEW (self), NULL);
   g_return_val_if_fail (i < self->messages->len, NULL);
 
+  if (GTK_IS_LABEL (g_ptr_array_index (self->messages, i)))
+    return g_strdup (gtk_label_get_text (g_ptr_array_index (self->messages, i)));
   buffer = gtk_text_view_get_buffer (g_ptr_array_index (self->messages, i));
   gtk_text_buffer_get_bounds (buffer, &start, &end);
   return gtk_text_buffer_get_text (buffer, &start, &end, FALSE);

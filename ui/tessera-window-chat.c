@@ -154,9 +154,21 @@ _tessera_window_image_changed (TesseraWindow *self)
     {
       /* The image of the conversation being opened: it goes on, and the
        * embedding cache knows the image by its stored SHA-256. */
+      TesseraHistoryConversation *c =
+        self->history ? tessera_history_lookup_conversation (self->history, self->restoring_id) : NULL;
+      const char *name = c ? tessera_history_conversation_get_image_name (c) : NULL;
+
       self->restoring_id = 0;
       g_free (self->image_key);
       self->image_key = g_steal_pointer (&self->restoring_key);
+      /* The copy in the data folder is named by its hash; show the name
+       * the person knew it by. */
+      if (name != NULL && name[0] != '\0')
+        {
+          adw_window_title_set_subtitle (self->window_title, name);
+          g_free (self->image_name);
+          self->image_name = g_strdup (name);
+        }
       return;
     }
   if (self->asking != NULL)
