@@ -12,6 +12,7 @@
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
 
+#include "tessera-image-load.h"
 #include "tessera-worker.h"
 
 /* Views the encoder runs at once. 1 shows each tile's progress as it
@@ -84,6 +85,7 @@ struct Job
 
   /* JOB_ASK: the request, copied. */
   gint64         conversation_id;
+  GdkPixbuf     *pixbuf;
   GBytes        *image_rgb;
   int            width, height, stride;
   char          *image_key;
@@ -132,6 +134,7 @@ job_unref (Job *job)
     return;
   g_free (job->path);
   g_clear_pointer (&job->image_rgb, g_bytes_unref);
+  g_clear_object (&job->pixbuf);
   g_free (job->image_key);
   g_strfreev (job->questions);
   g_strfreev (job->answers);
@@ -583,6 +586,35 @@ image_rows (TesseraWorker *self, Job *job, const float **rows, int *n_rows, TsrE
   return TSR_OK;
 }
 
+/* RGB8 from the pixbuf, and a key from the pixels when none was given:
+ * here, not on the main thread, since a 4K image takes a few hundred ms. */
+static gboolean
+prepare_pixels (Job *job, TsrError *err)
+{
+  if (job->image_rgb == NULL)
+    {
+      g_autoptr(GError) error = NULL;
+      gsize size;
+      guint8 *rgb = tessera_image_to_rgb8 (job->pixbuf, &size, &error);
+      if (rgb == NULL)
+        {
+          err->status = TSR_ENOMEM;
+          g_strlcpy (err->message, error->message, sizeof err->message);
+          return FALSE;
+        }
+      job->image_rgb = g_bytes_new_take (rgb, size);
+      job->width = gdk_pixbuf_get_width (job->pixbuf);
+      job->height = gdk_pixbuf_get_height (job->pixbuf);
+      job->stride = job->width * 3;
+    }
+  if (job->image_key == NULL || job->image_key[0] == '\0')
+    {
+      g_free (job->image_key);
+      job->image_key = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, job->image_rgb);
+    }
+  return TRUE;
+}
+
 static GError *
 engine_error (const TsrError *err)
 {
@@ -600,7 +632,7 @@ run_ask (TesseraWorker *self, Job *job)
   TesseraWorkerAnswer *result;
   g_autofree char *first = NULL;
   const char *meta = job->meta != NULL && job->meta[0] != '\0' ? job->meta : NULL;
-  gboolean has_image = job->image_rgb != NULL;
+  gboolean has_image = job->image_rgb != NULL || job->pixbuf != NULL;
   gboolean same_session;
 
   if (g_cancellable_is_cancelled (job->cancellable))
@@ -628,6 +660,11 @@ run_ask (TesseraWorker *self, Job *job)
   cb.token = chat_token;
   cb.user_data = job;
 
+  if (has_image && !prepare_pixels (job, &err))
+    {
+      st = err.status;
+      goto failed;
+    }
   if (has_image)
     {
       const float *rows;
@@ -807,8 +844,10 @@ tessera_worker_ask (TesseraWorker *self, const TesseraWorkerRequest *request, GC
       job->width = request->width;
       job->height = request->height;
       job->stride = request->stride;
-      job->image_key = g_strdup (request->image_key != NULL ? request->image_key : "");
     }
+  else if (request->pixbuf != NULL)
+    job->pixbuf = g_object_ref (request->pixbuf);
+  job->image_key = g_strdup (request->image_key);
   job->hd_num = request->hd_num > 0 ? request->hd_num : TSR_HD_NUM_DEFAULT;
   job->n_history = request->n_history;
   job->questions = g_new0 (char *, request->n_history + 1);

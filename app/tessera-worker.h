@@ -24,6 +24,7 @@
  */
 #pragma once
 
+#include <gdk-pixbuf/gdk-pixbuf.h>
 #include <gio/gio.h>
 
 #include "tessera-engine.h"
@@ -68,9 +69,12 @@ typedef struct {
 
 typedef struct {
   gint64                   conversation_id;  /* the session's identity; 0: a new one each time */
-  /* The conversation's image (RGB8, rows `stride` bytes), or NULL: it is
-   * read with the first question of the conversation. image_key names its
-   * content (a SHA-256), for the embedding cache. */
+  /* The conversation's image, or none: it is read with the first
+   * question of the conversation. Either decoded pixels (the worker thread
+   * turns them into RGB8, so the window does not wait), or RGB8 bytes with
+   * rows `stride` bytes apart. image_key names the content (a SHA-256) for
+   * the embedding cache; NULL: the worker hashes the pixels. */
+  GdkPixbuf               *pixbuf;
   GBytes                  *image_rgb;
   int                      width, height, stride;
   const char              *image_key;

@@ -204,6 +204,9 @@ watch_answer (Watch *w, int timeout_ms)
       p = g_strdup (tessera_chat_view_get_progress_text (chat));
       n = tessera_chat_view_get_n_messages (chat);
       now = g_get_monotonic_time ();
+      if (now - w->last_iteration > 100000)
+        g_test_message ("stall of %.0f ms at progress '%s', %u messages", (now - w->last_iteration) / 1000.0,
+                        p ? p : "", n);
       w->longest_stall = MAX (w->longest_stall, now - w->last_iteration);
       w->last_iteration = now;
       if (p != NULL && g_str_has_prefix (p, "Encoding tile"))

@@ -220,27 +220,6 @@ ensure_conversation (TesseraWindow *self, int hd_num, GError **error)
   return TRUE;
 }
 
-/* The pixels the engine reads, made once per image. */
-static gboolean
-ensure_rgb (TesseraWindow *self)
-{
-  GdkPixbuf *pixbuf = tessera_image_view_get_pixbuf (self->image_view);
-  guint8 *rgb;
-  gsize size;
-
-  if (self->image_rgb != NULL)
-    return TRUE;
-  if (pixbuf == NULL)
-    return FALSE;
-  rgb = tessera_image_to_rgb8 (pixbuf, &size, NULL);
-  if (rgb == NULL)
-    return FALSE;
-  self->image_rgb = g_bytes_new_take (rgb, size);
-  if (self->image_key == NULL)
-    self->image_key = g_compute_checksum_for_bytes (G_CHECKSUM_SHA256, self->image_rgb);
-  return TRUE;
-}
-
 static TsrGenParams
 gen_params (GSettings *settings)
 {
@@ -430,12 +409,6 @@ send_cb (TesseraChatView *view, const char *question, TesseraWindow *self)
       _tessera_window_show_error (self, tessera_image_view_get_plan_error (self->image_view));
       return;
     }
-  if (with_image && !ensure_rgb (self))
-    {
-      _tessera_window_show_error (self, _("There is not enough memory to prepare the image. Close other "
-                                          "programs or open a smaller image."));
-      return;
-    }
 
   a = g_new0 (Asking, 1);
   a->window = self;
@@ -471,11 +444,7 @@ send_cb (TesseraChatView *view, const char *question, TesseraWindow *self)
   req.conversation_id = self->conversation_id;
   if (with_image)
     {
-      GdkPixbuf *pixbuf = tessera_image_view_get_pixbuf (self->image_view);
-      req.image_rgb = self->image_rgb;
-      req.width = gdk_pixbuf_get_width (pixbuf);
-      req.height = gdk_pixbuf_get_height (pixbuf);
-      req.stride = req.width * 3;
+      req.pixbuf = tessera_image_view_get_pixbuf (self->image_view);
       req.image_key = self->image_key;
     }
   req.hd_num = hd_num;

@@ -48,8 +48,7 @@ struct _TesseraWindow
   GFile            *image_file;
   GBytes           *image_bytes;      /* a pasted image's encoded bytes */
   char             *image_name;
-  GBytes           *image_rgb;        /* RGB8 for the engine, made at the first question */
-  char             *image_key;        /* SHA-256 naming the pixels for the embedding cache */
+  char             *image_key;        /* SHA-256 naming the image for the embedding cache, or NULL */
 
   /* The conversation shown: 0 until its first question is saved. */
   gint64            conversation_id;

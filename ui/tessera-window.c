@@ -180,7 +180,6 @@ load_done_cb (GObject *source, GAsyncResult *result, gpointer user_data)
     LoadData *d = g_task_get_task_data (G_TASK (result));
     g_clear_object (&self->image_file);
     g_clear_pointer (&self->image_bytes, g_bytes_unref);
-    g_clear_pointer (&self->image_rgb, g_bytes_unref);
     g_clear_pointer (&self->image_key, g_free);
     self->image_file = d->file ? g_object_ref (d->file) : NULL;
     self->image_bytes = d->bytes ? g_bytes_ref (d->bytes) : NULL;
@@ -466,7 +465,6 @@ tessera_window_finalize (GObject *object)
   g_free (self->page_before_load);
   g_clear_object (&self->image_file);
   g_clear_pointer (&self->image_bytes, g_bytes_unref);
-  g_clear_pointer (&self->image_rgb, g_bytes_unref);
   g_free (self->image_key);
   g_free (self->image_name);
   G_OBJECT_CLASS (tessera_window_parent_class)->finalize (object);
