@@ -33,6 +33,7 @@ struct _TesseraChatView
   GtkProgressBar *progress_bar;
   GtkWidget      *compose_box;
   GtkTextView    *entry;
+  GtkWidget      *placeholder;
   GtkButton      *send_button;
 
   TesseraChatState state;
@@ -102,6 +103,21 @@ refit_later (GtkTextView *view)
   g_timeout_add_full (G_PRIORITY_LOW, 200, refit_cb, g_object_ref (view), g_object_unref);
 }
 
+static void
+copy_clicked_cb (GtkButton *button, GtkWidget *view)
+{
+  const char *markdown = g_object_get_data (G_OBJECT (view), "markdown");
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (view), markdown != NULL ? markdown : "");
+}
+
+/* Renders an answer and keeps its Markdown for Copy. */
+static void
+render_answer (GtkTextView *view, const char *text)
+{
+  g_object_set_data_full (G_OBJECT (view), "markdown", g_strdup (text != NULL ? text : ""), g_free);
+  tessera_markdown_render (gtk_text_view_get_buffer (view), text);
+}
+
 /* A row: who speaks, the text, a dim footer. Questions are plain text in
  * a selectable label; answers are a text view the Markdown renders into. */
 static GtkWidget *
@@ -145,7 +161,23 @@ add_message (TesseraChatView *self, gboolean user, GtkLabel **footer_out)
 
   gtk_box_append (GTK_BOX (row), who);
   gtk_box_append (GTK_BOX (row), body);
-  gtk_box_append (GTK_BOX (row), footer);
+  if (user)
+    gtk_box_append (GTK_BOX (row), footer);
+  else
+    {
+      /* The footer line carries a Copy button for the answer's Markdown. */
+      GtkWidget *line = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+      GtkWidget *copy = gtk_button_new_from_icon_name ("edit-copy-symbolic");
+      gtk_widget_set_tooltip_text (copy, _("Copy the Answer as Markdown"));
+      gtk_widget_add_css_class (copy, "flat");
+      gtk_widget_add_css_class (copy, "tessera-copy");
+      gtk_widget_set_valign (copy, GTK_ALIGN_CENTER);
+      gtk_widget_set_hexpand (footer, TRUE);
+      g_signal_connect (copy, "clicked", G_CALLBACK (copy_clicked_cb), body);
+      gtk_box_append (GTK_BOX (line), footer);
+      gtk_box_append (GTK_BOX (line), copy);
+      gtk_box_append (GTK_BOX (row), line);
+    }
   gtk_box_append (self->messages_box, row);
   g_ptr_array_add (self->messages, body);
   gtk_stack_set_visible_child_name (self->chat_stack, "messages");
@@ -202,7 +234,7 @@ tessera_chat_view_add_answer (TesseraChatView *self, const char *text, const cha
   g_return_if_fail (TESSERA_IS_CHAT_VIEW (self));
 
   view = GTK_TEXT_VIEW (add_message (self, FALSE, &footer_label));
-  tessera_markdown_render (gtk_text_view_get_buffer (view), text);
+  render_answer (view, text);
   set_footer (footer_label, footer, stopped);
   refit_later (view);
 }
@@ -221,7 +253,7 @@ tessera_chat_view_update_answer (TesseraChatView *self, const char *text)
   g_return_if_fail (TESSERA_IS_CHAT_VIEW (self));
   if (self->streaming == NULL)
     tessera_chat_view_begin_answer (self);
-  tessera_markdown_render (gtk_text_view_get_buffer (self->streaming), text);
+  render_answer (self->streaming, text);
 }
 
 void
@@ -230,7 +262,7 @@ tessera_chat_view_end_answer (TesseraChatView *self, const char *text, const cha
   g_return_if_fail (TESSERA_IS_CHAT_VIEW (self));
   if (self->streaming == NULL)
     tessera_chat_view_begin_answer (self);
-  tessera_markdown_render (gtk_text_view_get_buffer (self->streaming), text != NULL ? text : "");
+  render_answer (self->streaming, text != NULL ? text : "");
   set_footer (self->streaming_footer, footer, stopped);
   refit_later (self->streaming);
   self->streaming = NULL;
@@ -445,6 +477,12 @@ escape_pressed_cb (GtkEventControllerKey *controller, guint keyval, guint keycod
 }
 
 static void
+entry_changed_cb (GtkTextBuffer *buffer, TesseraChatView *self)
+{
+  gtk_widget_set_visible (self->placeholder, gtk_text_buffer_get_char_count (buffer) == 0);
+}
+
+static void
 suggestion_clicked_cb (GtkButton *button, TesseraChatView *self)
 {
   tessera_chat_view_set_entry_text (self, g_object_get_data (G_OBJECT (button), "question"));
@@ -503,6 +541,7 @@ tessera_chat_view_class_init (TesseraChatViewClass *klass)
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, compose_box);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, entry);
+  gtk_widget_class_bind_template_child (widget_class, TesseraChatView, placeholder);
   gtk_widget_class_bind_template_child (widget_class, TesseraChatView, send_button);
 
   gtk_widget_class_set_layout_manager_type (widget_class, GTK_TYPE_BIN_LAYOUT);
@@ -529,6 +568,7 @@ tessera_chat_view_init (TesseraChatView *self)
     }
 
   g_signal_connect_swapped (self->send_button, "clicked", G_CALLBACK (send_clicked_cb), self);
+  g_signal_connect (gtk_text_view_get_buffer (self->entry), "changed", G_CALLBACK (entry_changed_cb), self);
 
   keys = gtk_event_controller_key_new ();
   gtk_event_controller_set_propagation_phase (keys, GTK_PHASE_CAPTURE);
