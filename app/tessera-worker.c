@@ -45,6 +45,7 @@ struct _TesseraWorker
   TesseraWorkerState state;
   char         *error;
   gint          quitting;         /* finalizing: no more state updates */
+  gint          busy;             /* jobs pushed and not yet done */
   char         *model_path;
   char         *model_name;
   gint64        model_size;
@@ -764,6 +765,7 @@ worker_thread (gpointer data)
       else if (kind == JOB_ASK)
         run_ask (self, job);
       job_unref (job);
+      g_atomic_int_dec_and_test (&self->busy);
       if (kind == JOB_QUIT)
         break;
     }
@@ -788,6 +790,7 @@ tessera_worker_load_model (TesseraWorker *self, const char *path, int n_threads)
   g_free (self->model_path);
   self->model_path = g_strdup (path);
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_STATE]);
+  g_atomic_int_inc (&self->busy);
   g_async_queue_push (self->queue, job);
 }
 
@@ -796,6 +799,13 @@ tessera_worker_get_state (TesseraWorker *self)
 {
   g_return_val_if_fail (TESSERA_IS_WORKER (self), TESSERA_WORKER_EMPTY);
   return self->state;
+}
+
+gboolean
+tessera_worker_is_busy (TesseraWorker *self)
+{
+  g_return_val_if_fail (TESSERA_IS_WORKER (self), FALSE);
+  return g_atomic_int_get (&self->busy) > 0;
 }
 
 const char *
@@ -877,6 +887,7 @@ tessera_worker_ask (TesseraWorker *self, const TesseraWorkerRequest *request, GC
   job_schedule_locked (job);
   g_mutex_unlock (&job->lock);
 
+  g_atomic_int_inc (&self->busy);
   g_async_queue_push (self->queue, job);
 }
 
@@ -917,6 +928,7 @@ tessera_worker_finalize (GObject *object)
   /* Jobs hold the GTask, which holds the worker: no question is left by
    * now, only perhaps a load, whose state nobody will see. */
   g_atomic_int_set (&self->quitting, 1);
+  g_atomic_int_inc (&self->busy);
   g_async_queue_push (self->queue, job_new (self, JOB_QUIT));
   g_thread_join (self->thread);
   g_async_queue_unref (self->queue);

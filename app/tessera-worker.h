@@ -115,6 +115,9 @@ void                tessera_worker_load_model   (TesseraWorker *self,
                                                  const char    *path,
                                                  int            n_threads);
 TesseraWorkerState  tessera_worker_get_state    (TesseraWorker *self);
+/* TRUE while jobs are queued or running on the worker thread, whatever
+ * the main loop has been told yet. Any thread may ask. */
+gboolean            tessera_worker_is_busy      (TesseraWorker *self);
 /* Why the last load failed (FAILED), else NULL. */
 const char         *tessera_worker_get_error    (TesseraWorker *self);
 const char         *tessera_worker_get_model_path (TesseraWorker *self);

@@ -768,11 +768,33 @@ to_input (const TsrChat *c, const Row *r, TsrLlmInput *in)
 
 /* Brings the cache to hold the prompt, running only what it lacks, and
  * leaves the logits after its last row. */
+/* A chunk of 512 rows takes a minute on a 7B model: progress comes from
+ * the layer poll too, as the share of the chunk's layers done. */
+typedef struct {
+  const TsrChatCallbacks *cb;
+  int done, chunk, total, layers, n_layer;
+} LayerProgress;
+
+static int
+layer_poll (void *user_data)
+{
+  LayerProgress *p = user_data;
+  const TsrChatCallbacks *cb = p->cb;
+
+  /* Polled before each layer: the first poll of a chunk finds none done. */
+  if (cb->progress != NULL && p->layers > 0 && p->layers < p->n_layer)
+    cb->progress ("prefill", p->done + (int) ((int64_t) p->chunk * p->layers / p->n_layer), p->total,
+                  cb->user_data);
+  p->layers++;
+  return cb->should_abort != NULL ? cb->should_abort (cb->user_data) : 0;
+}
+
 static TsrStatus
 prefill (TsrChat *c, const RowVec *rows, const TsrChatCallbacks *cb, float *logits, TsrChatTimings *tm,
          TsrError *err)
 {
-  TsrLlmAbort abort_cb = { cb ? cb->should_abort : NULL, cb ? cb->user_data : NULL };
+  LayerProgress lp = { cb, 0, 0, 0, 0, (int) tsr_llm_info (c->llm)->n_layer };
+  TsrLlmAbort abort_cb = { cb ? layer_poll : NULL, &lp };
   TsrLlmInput in[PREFILL_CHUNK];
   int n = (int) rows->n, common = 0, total;
   double t0;
@@ -797,6 +819,10 @@ prefill (TsrChat *c, const RowVec *rows, const TsrChatCallbacks *cb, float *logi
       TsrStatus st;
       if (cb != NULL && cb->progress != NULL)
         cb->progress ("prefill", done, total, cb->user_data);
+      lp.done = done;
+      lp.chunk = m;
+      lp.total = total;
+      lp.layers = 0;
       for (int i = 0; i < m; i++)
         to_input (c, &rows->v[common + done + i], &in[i]);
       st = tsr_llm_forward (c->llm, c->state, c->pool, in, m, done + m == total ? logits : NULL, &abort_cb,

