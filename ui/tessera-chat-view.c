@@ -174,6 +174,9 @@ add_message (TesseraChatView *self, gboolean user, GtkLabel **footer_out)
       gtk_widget_set_valign (copy, GTK_ALIGN_CENTER);
       gtk_widget_set_hexpand (footer, TRUE);
       g_signal_connect (copy, "clicked", G_CALLBACK (copy_clicked_cb), body);
+      /* Shown once the answer is whole. */
+      gtk_widget_set_visible (copy, FALSE);
+      g_object_set_data (G_OBJECT (body), "copy-button", copy);
       gtk_box_append (GTK_BOX (line), footer);
       gtk_box_append (GTK_BOX (line), copy);
       gtk_box_append (GTK_BOX (row), line);
@@ -236,6 +239,7 @@ tessera_chat_view_add_answer (TesseraChatView *self, const char *text, const cha
   view = GTK_TEXT_VIEW (add_message (self, FALSE, &footer_label));
   render_answer (view, text);
   set_footer (footer_label, footer, stopped);
+  gtk_widget_set_visible (g_object_get_data (G_OBJECT (view), "copy-button"), TRUE);
   refit_later (view);
 }
 
@@ -264,6 +268,8 @@ tessera_chat_view_end_answer (TesseraChatView *self, const char *text, const cha
     tessera_chat_view_begin_answer (self);
   render_answer (self->streaming, text != NULL ? text : "");
   set_footer (self->streaming_footer, footer, stopped);
+  gtk_widget_set_visible (g_object_get_data (G_OBJECT (self->streaming), "copy-button"),
+                          text != NULL && text[0] != '\0');
   refit_later (self->streaming);
   self->streaming = NULL;
   self->streaming_footer = NULL;

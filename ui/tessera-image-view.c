@@ -36,6 +36,7 @@ struct _TesseraImageView
   int         hd_num;
   gboolean    show_overlay;
   int         highlight;
+  int         highlight_count;  /* tiles from `highlight` on */
   int         hover;
 
   TsrHdPlan   plan;
@@ -383,8 +384,9 @@ draw_overlay (TesseraImageView *self, GtkSnapshot *snapshot, double vw, double v
   /* Emphasised tiles under the grid lines. */
   for (int k = 0; k < 2; k++)
     {
-      int t = k == 0 ? self->highlight : self->hover;
-      if (t >= 0 && t < p->tiles)
+      int first = k == 0 ? self->highlight : self->hover;
+      int count = k == 0 ? MAX (self->highlight_count, 1) : 1;
+      for (int t = first; first >= 0 && t < first + count && t < p->tiles; t++)
         {
           graphene_rect_t r = tile_widget_rect (self, t);
           cairo_rectangle (cr, r.origin.x, r.origin.y, r.size.width, r.size.height);
@@ -744,10 +746,17 @@ tessera_image_view_get_show_overlay (TesseraImageView *self)
 void
 tessera_image_view_set_highlight (TesseraImageView *self, int tile)
 {
+  tessera_image_view_set_highlight_range (self, tile, 1);
+}
+
+void
+tessera_image_view_set_highlight_range (TesseraImageView *self, int first, int count)
+{
   g_return_if_fail (TESSERA_IS_IMAGE_VIEW (self));
-  if (tile == self->highlight)
+  if (first == self->highlight && count == self->highlight_count)
     return;
-  self->highlight = tile;
+  self->highlight = first;
+  self->highlight_count = count;
   gtk_widget_queue_draw (GTK_WIDGET (self));
 }
 

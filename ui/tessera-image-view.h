@@ -37,6 +37,10 @@ gboolean         tessera_image_view_get_show_overlay (TesseraImageView *self);
  * -1 for none. */
 void             tessera_image_view_set_highlight    (TesseraImageView *self,
                                                       int               tile);
+/* `count` tiles from `first` on: the engine encodes a few views at once. */
+void             tessera_image_view_set_highlight_range (TesseraImageView *self,
+                                                      int               first,
+                                                      int               count);
 
 /* The current plan, or NULL when there is no image or the planner refused
  * it; then tessera_image_view_get_plan_error() says why. */

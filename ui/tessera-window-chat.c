@@ -285,12 +285,21 @@ ask_progress_cb (const TesseraWorkProgress *p, gpointer user_data)
       tessera_image_view_set_highlight (self->image_view, -1);
       break;
     case TESSERA_WORK_ENCODING:
-      /* View 0 is the global view; views 1… are the tiles. */
-      if (p->done == 0)
-        text = g_strdup (_("Encoding the global view"));
-      else
-        text = g_strdup_printf (_("Encoding tile %d of %d"), MIN (p->done, p->total - 1), p->total - 1);
-      tessera_image_view_set_highlight (self->image_view, p->done > 0 && p->done < p->total ? p->done - 1 : -1);
+      /* View 0 is the global view; views 1… are the tiles. A batch of
+       * views runs at once: views done … done + batch − 1. */
+      {
+        int first = MAX (p->done, 1), last = MIN (p->done + MAX (p->batch, 1) - 1, p->total - 1);
+        if (p->done == 0 && last < 1)
+          text = g_strdup (_("Encoding the global view"));
+        else if (last > first)
+          text = g_strdup_printf (_("Encoding tiles %d–%d of %d"), first, last, p->total - 1);
+        else
+          text = g_strdup_printf (_("Encoding tile %d of %d"), first, p->total - 1);
+        if (p->done < p->total)
+          tessera_image_view_set_highlight_range (self->image_view, first - 1, last - first + 1);
+        else
+          tessera_image_view_set_highlight (self->image_view, -1);
+      }
       fraction = p->total > 0 ? (double) p->done / p->total : -1;
       if (p->rate > 0)
         detail = left ? g_strdup_printf (_("%.1f s a tile · %s"), 1.0 / p->rate, left)
