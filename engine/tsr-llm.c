@@ -571,6 +571,24 @@ attn_job (void *ctx, int ith, int nth)
   float scale = 1.0f / sqrtf ((float) hd);
   const TsrKernelTable *kt = kernels (j->m);
 
+  if (j->n == 1 && j->kv_type != TSR_DTYPE_F16)
+    {
+      /* Decoding: one query row. The H/Hkv heads that share a key/value
+       * head go through it together, so each thread reads its part of the
+       * cache once a layer rather than once per query head. */
+      int G = H / Hkv;
+      for (int g = ith; g < Hkv; g += nth)
+        {
+          const float *kh = (const float *) j->kc + g * hd, *vh = (const float *) j->vc + g * hd;
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, G, L, hd, scale, j->q + (size_t) g * G * hd, hd,
+                       kh, ldk, 0.0f, P, L);
+          for (int r = 0; r < G; r++)
+            kt->softmax (P + (size_t) r * L, L);
+          cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, G, hd, L, 1.0f, P, L, vh, ldk, 0.0f,
+                       j->out + (size_t) g * G * hd, hd);
+        }
+      return;
+    }
   for (int h = ith; h < H; h += nth)
     {
       int kvh = h / (H / Hkv);
@@ -657,6 +675,9 @@ tsr_llm_forward (const TsrLlm *m, TsrLlmState *s, TsrPool *pool, const TsrLlmInp
   {
     int chunk = n < CHUNK ? n : CHUNK;
     int block = chunk < ATTN_BLOCK ? chunk : ATTN_BLOCK;
+    /* A decoded row's scores: one row per query head of a key/value head. */
+    if (n == 1 && block < (int) (m->info.n_head / m->info.n_head_kv))
+      block = (int) (m->info.n_head / m->info.n_head_kv);
     scratch_per_thread = (size_t) block * (size_t) (s->pos + n);
     if (s->kv_type == TSR_DTYPE_F16)
       scratch_per_thread += 2 * (size_t) (s->pos + n) * (size_t) hd;
