@@ -6,6 +6,7 @@
  * and test-kernels compares the two.
  */
 #include <immintrin.h>
+#include "tsr-exp8.h"
 #include <math.h>
 #include <string.h>
 
@@ -272,29 +273,8 @@ deq_q4_0 (const void *w, float *y, int64_t k)
  *
  * An exp per attention score (≈ 70 billion for a 4096-token prompt) and
  * per hidden value of the FFN: libm's expf one value at a time would cost
- * several percent of a prefill. Cephes' polynomial (≈ 1 ulp), as the ViT's
- * (tsr-vit.c) uses. */
-
-static inline __m256
-exp8 (__m256 x)
-{
-  /* Below −88.38 the result is 0 (2^−127 built as a zero exponent). */
-  x = _mm256_min_ps (_mm256_max_ps (x, _mm256_set1_ps (-88.3762626647949f)), _mm256_set1_ps (88.0f));
-  __m256 fx = _mm256_floor_ps (_mm256_fmadd_ps (x, _mm256_set1_ps (1.44269504088896341f),
-                                                _mm256_set1_ps (0.5f)));
-  x = _mm256_fnmadd_ps (fx, _mm256_set1_ps (0.693359375f), x);
-  x = _mm256_fnmadd_ps (fx, _mm256_set1_ps (-2.12194440e-4f), x);
-  __m256 z = _mm256_mul_ps (x, x);
-  __m256 y = _mm256_set1_ps (1.9875691500e-4f);
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (1.3981999507e-3f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (8.3334519073e-3f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (4.1665795894e-2f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (1.6666665459e-1f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (5.0000001201e-1f));
-  y = _mm256_fmadd_ps (y, z, _mm256_add_ps (x, _mm256_set1_ps (1.0f)));
-  __m256i n = _mm256_add_epi32 (_mm256_cvttps_epi32 (fx), _mm256_set1_epi32 (127));
-  return _mm256_mul_ps (y, _mm256_castsi256_ps (_mm256_slli_epi32 (n, 23)));
-}
+ * several percent of a prefill: tsr_exp8 (tsr-exp8.h), shared with the
+ * ViT. */
 
 static inline float
 hmax (__m256 v)
@@ -328,13 +308,13 @@ softmax (float *s, int64_t n)
   vm = _mm256_set1_ps (hmax (vmax));
   for (i = 0; i + 8 <= n; i += 8)
     {
-      __m256 e = exp8 (_mm256_sub_ps (_mm256_loadu_ps (s + i), vm));
+      __m256 e = tsr_exp8 (_mm256_sub_ps (_mm256_loadu_ps (s + i), vm));
       _mm256_storeu_ps (s + i, e);
       vsum = _mm256_add_ps (vsum, e);
     }
   if (t)
     {
-      __m256 e = _mm256_and_ps (exp8 (_mm256_sub_ps (_mm256_maskload_ps (s + i, m), vm)),
+      __m256 e = _mm256_and_ps (tsr_exp8 (_mm256_sub_ps (_mm256_maskload_ps (s + i, m), vm)),
                                 _mm256_castsi256_ps (m));
       _mm256_maskstore_ps (s + i, m, e);
       vsum = _mm256_add_ps (vsum, e);
@@ -354,14 +334,14 @@ silu_mul (float *g, const float *u, int64_t n)
   for (i = 0; i + 8 <= n; i += 8)
     {
       __m256 x = _mm256_loadu_ps (g + i);
-      __m256 d = _mm256_add_ps (one, exp8 (_mm256_xor_ps (x, neg)));
+      __m256 d = _mm256_add_ps (one, tsr_exp8 (_mm256_xor_ps (x, neg)));
       _mm256_storeu_ps (g + i, _mm256_mul_ps (_mm256_div_ps (x, d), _mm256_loadu_ps (u + i)));
     }
   if (i < n)
     {
       __m256i m = tail_mask (n - i);
       __m256 x = _mm256_maskload_ps (g + i, m);
-      __m256 d = _mm256_add_ps (one, exp8 (_mm256_xor_ps (x, neg)));
+      __m256 d = _mm256_add_ps (one, tsr_exp8 (_mm256_xor_ps (x, neg)));
       _mm256_maskstore_ps (g + i, m, _mm256_mul_ps (_mm256_div_ps (x, d), _mm256_maskload_ps (u + i, m)));
     }
 }

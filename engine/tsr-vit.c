@@ -25,6 +25,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include "tsr-exp8.h"
 #define TSR_VIT_X86 1
 #endif
 
@@ -93,27 +94,6 @@ layer_norm_row_scalar (const float *x, float *y, const float *w, const float *b,
 #ifdef TSR_VIT_X86
 #define AVX2_FN __attribute__ ((target ("avx2,fma")))
 
-AVX2_FN static inline __m256
-exp8 (__m256 x)
-{
-  /* Below −88.38 the result is 0 (2^−127 built as a zero exponent). */
-  x = _mm256_min_ps (_mm256_max_ps (x, _mm256_set1_ps (-88.3762626647949f)), _mm256_set1_ps (88.0f));
-  __m256 fx = _mm256_floor_ps (_mm256_fmadd_ps (x, _mm256_set1_ps (1.44269504088896341f),
-                                                _mm256_set1_ps (0.5f)));
-  x = _mm256_fnmadd_ps (fx, _mm256_set1_ps (0.693359375f), x);
-  x = _mm256_fnmadd_ps (fx, _mm256_set1_ps (-2.12194440e-4f), x);
-  __m256 z = _mm256_mul_ps (x, x);
-  __m256 y = _mm256_set1_ps (1.9875691500e-4f);
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (1.3981999507e-3f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (8.3334519073e-3f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (4.1665795894e-2f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (1.6666665459e-1f));
-  y = _mm256_fmadd_ps (y, x, _mm256_set1_ps (5.0000001201e-1f));
-  y = _mm256_fmadd_ps (y, z, _mm256_add_ps (x, _mm256_set1_ps (1.0f)));
-  __m256i n = _mm256_add_epi32 (_mm256_cvttps_epi32 (fx), _mm256_set1_epi32 (127));
-  return _mm256_mul_ps (y, _mm256_castsi256_ps (_mm256_slli_epi32 (n, 23)));
-}
-
 AVX2_FN static inline float
 hsum8 (__m256 v)
 {
@@ -157,13 +137,13 @@ softmax_row_avx2 (float *s, int n)
   vm = _mm256_set1_ps (mx);
   for (i = 0; i + 8 <= n; i += 8)
     {
-      __m256 e = exp8 (_mm256_sub_ps (_mm256_loadu_ps (s + i), vm));
+      __m256 e = tsr_exp8 (_mm256_sub_ps (_mm256_loadu_ps (s + i), vm));
       _mm256_storeu_ps (s + i, e);
       vsum = _mm256_add_ps (vsum, e);
     }
   if (t)
     {
-      __m256 e = exp8 (_mm256_sub_ps (_mm256_maskload_ps (s + i, m), vm));
+      __m256 e = tsr_exp8 (_mm256_sub_ps (_mm256_maskload_ps (s + i, m), vm));
       e = _mm256_and_ps (e, _mm256_castsi256_ps (m));
       _mm256_maskstore_ps (s + i, m, e);
       vsum = _mm256_add_ps (vsum, e);
@@ -183,7 +163,7 @@ quick_gelu_row_avx2 (float *y, const float *b, int n)
   for (i = 0; i + 8 <= n; i += 8)
     {
       __m256 x = _mm256_add_ps (_mm256_loadu_ps (y + i), _mm256_loadu_ps (b + i));
-      _mm256_storeu_ps (y + i, _mm256_div_ps (x, _mm256_add_ps (one, exp8 (_mm256_mul_ps (k, x)))));
+      _mm256_storeu_ps (y + i, _mm256_div_ps (x, _mm256_add_ps (one, tsr_exp8 (_mm256_mul_ps (k, x)))));
     }
   if (i < n)
     quick_gelu_row_scalar (y + i, b + i, n - i);

@@ -614,12 +614,10 @@ conversation_deleted_cb (TesseraHistorySidebar *sidebar, gint64 id, const char *
   AdwToast *toast;
   Undo *u;
 
+  /* While an answer runs it goes on into the deleted conversation, so
+   * that Undo brings it back whole. */
   if (id == self->conversation_id && self->asking == NULL)
     start_new_conversation (self);
-  else if (id == self->conversation_id)
-    {
-      /* The answer goes on into the deleted conversation; Undo keeps it. */
-    }
   text = g_strdup_printf (_("“%s” deleted"), title != NULL && title[0] != '\0' ? title : _("Conversation"));
   toast = adw_toast_new (text);
   adw_toast_set_button_label (toast, _("_Undo"));
